@@ -1,0 +1,43 @@
+# One command to run, one to test. Everything else installs itself.
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
+VENV := .venv
+RUN := $(UV) run --frozen
+
+.PHONY: run test test-sqlite test-postgres test-browser lint typecheck check bench install clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-groups --quiet
+	@touch $@
+
+install: $(VENV)/.synced
+
+## Start the service on http://127.0.0.1:8000 (SQLite and the built-in Codat sandbox by default)
+run: install
+	$(RUN) bankfeeds migrate
+	$(RUN) bankfeeds serve
+
+## The whole test suite (SQLite always; Postgres too when it is reachable)
+test: install
+	$(RUN) pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(RUN) ruff check app tests bench migrations
+	$(RUN) ruff format --check app tests bench migrations
+
+typecheck: install
+	$(RUN) mypy
+
+check: lint typecheck test
+
+bench: install
+	$(RUN) python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

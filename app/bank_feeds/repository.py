@@ -1,0 +1,98 @@
+"""Queries on bank feeds: the row per customer, its lease, and the connection history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.db import insert_ignore, utcnow
+from app.models import BankFeed, BankFeedConnection
+
+
+async def get_bank_feed(session: AsyncSession, customer_id: str) -> BankFeed | None:
+    result = await session.execute(
+        select(BankFeed)
+        .where(BankFeed.customer_id == customer_id)
+        .options(selectinload(BankFeed.connections))
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_bank_feed_by_company(session: AsyncSession, company_id: str) -> BankFeed | None:
+    result = await session.execute(select(BankFeed).where(BankFeed.company_id == company_id))
+    return result.scalar_one_or_none()
+
+
+async def try_lease(session: AsyncSession, customer_id: str, owner: str, ttl: timedelta) -> bool:
+    """Take the customer's bank-feed lease if free or expired. Commit right after."""
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    await session.execute(
+        insert_ignore(
+            dialect, BankFeed, {"customer_id": customer_id, "created_at": now, "updated_at": now}
+        )
+    )
+    result = await session.execute(
+        update(BankFeed)
+        .where(
+            BankFeed.customer_id == customer_id,
+            or_(
+                BankFeed.locked_until.is_(None),
+                BankFeed.locked_until < now,
+                BankFeed.lock_owner == owner,
+            ),
+        )
+        .values(lock_owner=owner, locked_until=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def release_lease(session: AsyncSession, customer_id: str, owner: str) -> None:
+    await session.execute(
+        update(BankFeed)
+        .where(BankFeed.customer_id == customer_id, BankFeed.lock_owner == owner)
+        .values(lock_owner=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_connection(
+    feed: BankFeed, session: AsyncSession, connection_id: str, status: str, at: datetime
+) -> None:
+    """Make `connection_id` the current connection; earlier ones stay in the history."""
+    for old in feed.connections:
+        if old.connection_id != connection_id and old.replaced_at is None:
+            old.replaced_at = at
+    if all(c.connection_id != connection_id for c in feed.connections):
+        assert feed.company_id is not None
+        entry = BankFeedConnection(
+            connection_id=connection_id,
+            customer_id=feed.customer_id,
+            company_id=feed.company_id,
+            status=status,
+            created_at=at,
+        )
+        session.add(entry)
+        feed.connections.append(entry)
+    feed.connection_id = connection_id
+    set_connection_status(feed, status, at)
+
+
+def set_connection_status(feed: BankFeed, status: str, at: datetime) -> bool:
+    """Apply a status known as of `at`; an older fact never overwrites a newer one."""
+    if feed.connection_status_at is not None and at < feed.connection_status_at:
+        return False
+    changed = feed.connection_status != status
+    feed.connection_status = status
+    feed.connection_status_at = at
+    if status == "Linked" and feed.linked_at is None:
+        feed.linked_at = at
+    for entry in feed.connections:
+        if entry.connection_id == feed.connection_id:
+            entry.status = status
+    return changed

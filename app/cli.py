@@ -1,0 +1,149 @@
+"""The `bankfeeds` command: serve, migrate, sandbox, mint-token, import, doctor, worker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from app.settings import ConfigurationError, load_settings
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = load_settings()
+    settings.check_production()
+    if args.migrate:
+        from app.migrate import upgrade
+
+        upgrade(settings.database_url)
+    if settings.sandbox_mode and settings.ops_api_token is not None:
+        print(
+            f"Sandbox mode: ops API token is {settings.ops_api_token.get_secret_value()}",
+            file=sys.stderr,
+        )
+        print(f"Demo host app: {settings.public_base_url}/", file=sys.stderr)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.migrate import downgrade, upgrade
+
+    settings = load_settings()
+    if args.revision == "base" or args.down:
+        downgrade(settings.database_url, args.revision)
+    else:
+        upgrade(settings.database_url, args.revision)
+    print(f"Database migrated to {args.revision}.")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from app.sandbox import SandboxConfig
+    from app.sandbox.server import run_sandbox
+
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    config = SandboxConfig(
+        api_key=args.api_key,
+        public_url=public_url,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        disconnect_delay=timedelta(seconds=args.disconnect_delay),
+    )
+    print(f"Codat sandbox on {public_url} (API key: as given with --api-key)", file=sys.stderr)
+    run_sandbox(args.host, args.port, config)
+    return 0
+
+
+def cmd_mint_token(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from app.connect.tokens import connect_url, mint_connect_token
+
+    settings = load_settings()
+    assert settings.connect_token_secret is not None
+    token = mint_connect_token(
+        settings.connect_token_secret.get_secret_value(),
+        args.customer_id,
+        lang=args.lang,
+        lifetime=timedelta(seconds=args.lifetime),
+        single_use=not args.reusable,
+    )
+    print(connect_url(settings.public_base_url, token))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bankfeeds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--down", action="store_true", help="downgrade to REVISION")
+    migrate.set_defaults(func=cmd_migrate)
+
+    sandbox = sub.add_parser("sandbox", help="run the Codat sandbox as its own server")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.add_argument("--api-key", default="sandbox-api-key")
+    sandbox.add_argument("--public-url", default=None)
+    sandbox.add_argument("--webhook-url", default=None)
+    sandbox.add_argument("--webhook-secret", default=None)
+    sandbox.add_argument("--disconnect-delay", type=float, default=20.0)
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    mint = sub.add_parser("mint-token", help="print a connect URL for a customer")
+    mint.add_argument("customer_id")
+    mint.add_argument("--lang", choices=["en", "fr"], default=None)
+    mint.add_argument("--lifetime", type=int, default=600, help="seconds, at most 900")
+    mint.add_argument("--reusable", action="store_true", help="no jti: usable more than once")
+    mint.set_defaults(func=cmd_mint_token)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[
+    Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+]:
+    """Commands that live with their domain package."""
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:
+        print(f"bankfeeds: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

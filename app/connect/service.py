@@ -1,0 +1,228 @@
+"""The connect flow: from a customer's click to a fresh Codat Link URL, never duplicating."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bank_feeds import repository as feeds
+from app.bank_feeds.sync import create_missing, update_changed
+from app.codat.client import CodatClient
+from app.codat.errors import CodatError, CodatNotFound
+from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS, Connection
+from app.customers.repository import get_customer_with_accounts
+from app.db import utcnow
+from app.models import BankFeed, Customer
+
+log = logging.getLogger("app.connect")
+
+CONNECTABLE_COUNTRIES = frozenset({"US", "CA"})
+CUSTOMER_TAG = "bankfeedsCustomerId"
+LEASE_TTL = timedelta(seconds=20)
+LEASE_WAIT_SECONDS = 15.0
+_COMPANY_NAME_DROP = re.compile(r"[^A-Za-z0-9\s\-',&@.?!]")
+
+
+class ConnectRefused(Exception):
+    """The click cannot go ahead; `reason` names the page to show."""
+
+    def __init__(self, reason: str, status_code: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class CodatUnavailable(Exception):
+    """Codat did not answer in time; nothing half-done is left, the next click resumes."""
+
+
+class UnsafeLinkUrl(Exception):
+    """Codat returned a link to a host we do not redirect to."""
+
+
+def company_name(customer: Customer) -> str:
+    """Codat refuses some characters in company names; keep what it accepts."""
+    name = " ".join(_COMPANY_NAME_DROP.sub("", customer.name).split())
+    return name or f"Customer {customer.id}"
+
+
+class ConnectService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        codat: CodatClient,
+        allowed_link_hosts: frozenset[str],
+    ) -> None:
+        self.sessions = sessions
+        self.codat = codat
+        self.allowed_link_hosts = allowed_link_hosts
+        self.owner = f"{uuid.uuid4().hex[:12]}"
+
+    async def connect(self, customer_id: str) -> str:
+        """Return a Link URL fetched from Codat during this call."""
+        async with self.sessions() as session:
+            customer = await self._eligible_customer(session, customer_id)
+            feed = customer.bank_feed
+            if _is_settled(customer, feed):
+                assert feed is not None and feed.company_id and feed.connection_id
+                connection = await self._get_connection(feed.company_id, feed.connection_id)
+                if connection is not None and connection.reusable:
+                    await self._note_status(session, feed, connection)
+                    return self._safe_link(connection)
+        async with self._lease(customer_id) as won:
+            if not won:  # another click finished the work while we waited
+                return await self.connect(customer_id)
+            return await self._complete(customer_id)
+
+    # --- steps -------------------------------------------------------------------------
+
+    async def _eligible_customer(self, session: AsyncSession, customer_id: str) -> Customer:
+        customer = await get_customer_with_accounts(session, customer_id)
+        if customer is None:
+            raise ConnectRefused("customer_unknown", 404)
+        if customer.country not in CONNECTABLE_COUNTRIES:
+            raise ConnectRefused("country_not_supported", 403)
+        if not customer.source_accounts:
+            raise ConnectRefused("no_accounts", 409)
+        return customer
+
+    async def _complete(self, customer_id: str) -> str:
+        async with self.sessions() as session:
+            customer = await self._eligible_customer(session, customer_id)
+            feed = await feeds.get_bank_feed(session, customer_id)
+            assert feed is not None  # the lease created it
+            company_id = feed.company_id or await self._ensure_company(session, customer, feed)
+            connection = await self._ensure_connection(session, feed, company_id)
+            accounts = list(customer.source_accounts)
+            try:
+                report = await create_missing(self.codat, company_id, connection.id, accounts)
+                await update_changed(self.codat, company_id, connection.id, accounts, report)
+            finally:
+                await session.commit()  # Codat's answers are kept even if a later step fails
+            return self._safe_link(connection)
+
+    async def _ensure_company(
+        self, session: AsyncSession, customer: Customer, feed: BankFeed
+    ) -> str:
+        if feed.company_requested_at is not None:
+            # An earlier attempt may have created it and lost the answer: adopt, never duplicate.
+            found = await self.codat.find_companies_by_tag(CUSTOMER_TAG, customer.id)
+            if found:
+                company = min(found, key=lambda c: (c.created is None, c.created, c.id))
+                feed.company_id = company.id
+                await session.commit()
+                return company.id
+        feed.company_requested_at = utcnow()
+        await session.commit()
+        company = await self.codat.create_company(
+            company_name(customer),
+            tags={CUSTOMER_TAG: customer.id},
+            description=f"Bank feeds for customer {customer.id}",
+        )
+        feed.company_id = company.id
+        await session.commit()
+        return company.id
+
+    async def _ensure_connection(
+        self, session: AsyncSession, feed: BankFeed, company_id: str
+    ) -> Connection:
+        if feed.connection_id is not None:
+            current = await self._get_connection(company_id, feed.connection_id)
+            if current is not None:
+                await self._note_status(session, feed, current)
+                if current.reusable:
+                    return current
+        elif feed.connection_requested_at is not None:
+            adoptable = [
+                c
+                for c in await self.codat.list_connections(company_id)
+                if c.integration_key in (None, PLATFORM_KEY_QBO_BANK_FEEDS) and c.reusable
+            ]
+            if adoptable:
+                chosen = min(adoptable, key=lambda c: (c.created is None, c.created, c.id))
+                feeds.record_connection(feed, session, chosen.id, chosen.status, utcnow())
+                await session.commit()
+                return chosen
+        feed.connection_requested_at = utcnow()
+        await session.commit()
+        created = await self.codat.create_connection(company_id)
+        feeds.record_connection(feed, session, created.id, created.status, utcnow())
+        await session.commit()
+        return created
+
+    async def _get_connection(self, company_id: str, connection_id: str) -> Connection | None:
+        try:
+            return await self.codat.get_connection(company_id, connection_id)
+        except CodatNotFound:
+            return None  # deleted in Codat: start a new one
+
+    async def _note_status(
+        self, session: AsyncSession, feed: BankFeed, connection: Connection
+    ) -> None:
+        if feeds.set_connection_status(feed, connection.status, utcnow()):
+            await session.commit()
+
+    def _safe_link(self, connection: Connection) -> str:
+        link = connection.link_url or ""
+        parts = urlsplit(link)
+        if (
+            parts.scheme not in ("https", "http")
+            or (parts.hostname or "").lower() not in self.allowed_link_hosts
+        ):
+            log.error("refusing to redirect to a Link URL on host %r", parts.hostname)
+            raise UnsafeLinkUrl(parts.hostname or "")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
+            raise UnsafeLinkUrl(parts.hostname or "")
+        return link
+
+    @asynccontextmanager
+    async def _lease(self, customer_id: str) -> AsyncIterator[bool]:
+        """Hold the customer's lease in the database; yields False if the work got done."""
+        owner = f"{self.owner}:{secrets.token_hex(6)}"
+        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            async with self.sessions() as session:
+                won = await feeds.try_lease(session, customer_id, owner, LEASE_TTL)
+                await session.commit()
+                if not won:
+                    customer = await get_customer_with_accounts(session, customer_id)
+                    if customer is not None and _is_settled(customer, customer.bank_feed):
+                        yield False
+                        return
+            if won:
+                break
+            if time.monotonic() + delay > deadline:
+                raise CodatUnavailable("another click is still connecting this customer")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        try:
+            yield True
+        finally:
+            async with self.sessions() as session:
+                await feeds.release_lease(session, customer_id, owner)
+                await session.commit()
+
+
+def _is_settled(customer: Customer, feed: BankFeed | None) -> bool:
+    """Everything is in Codat: only a fresh link is needed."""
+    return (
+        feed is not None
+        and feed.company_id is not None
+        and feed.connection_id is not None
+        and feed.connection_status in ("PendingAuth", "Linked", None)
+        and all(a.in_sync for a in customer.source_accounts)
+    )
+
+
+__all__ = ["CodatError", "CodatUnavailable", "ConnectRefused", "ConnectService", "UnsafeLinkUrl"]

@@ -1,0 +1,208 @@
+"""The FastAPI application: wiring only. Each domain package brings its own routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.codat.client import CodatClient
+from app.connect.routes import ops_router as connect_ops_router
+from app.connect.routes import router as connect_router
+from app.connect.service import ConnectService
+from app.db import create_engine, session_factory
+from app.logs import configure_logging
+from app.pages import message_page, pick_language
+from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings, load_settings
+
+log = logging.getLogger("app")
+MAX_BODY_BYTES = 1_000_000
+MAX_IMPORT_BYTES = 50_000_000
+MAX_WEBHOOK_BYTES = 256_000
+
+BackgroundJob = Callable[[FastAPI], Awaitable[None]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    codat_transport: httpx.AsyncBaseTransport | None = None,
+    run_background: bool = True,
+) -> FastAPI:
+    settings = settings or load_settings()
+    settings.check_production()
+    sandbox_app = _build_sandbox(settings) if settings.sandbox_mode else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(_secret_values(settings))
+        if settings.sandbox_mode:
+            log.warning(
+                "SANDBOX MODE: no CODAT_API_KEY is set, so every Codat call goes to the "
+                "built-in Codat sandbox at %s%s. Nothing reaches Codat or QuickBooks.",
+                settings.public_base_url,
+                SANDBOX_MOUNT,
+            )
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        transport = codat_transport
+        base_url = settings.codat_url
+        if transport is None and sandbox_app is not None:
+            transport = httpx.ASGITransport(app=sandbox_app)
+            base_url = "http://codat-sandbox.internal"
+        app.state.codat = CodatClient(
+            base_url,
+            settings.codat_key,
+            timeout=settings.codat_timeout_seconds,
+            max_connections=settings.codat_max_connections,
+            transport=transport,
+        )
+        app.state.connect_service = ConnectService(
+            app.state.sessions, app.state.codat, settings.allowed_link_hosts
+        )
+        tasks = [
+            asyncio.create_task(job(app))
+            for job in (app.state.background_jobs if run_background else [])
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if sandbox_app is not None:
+                await sandbox_app.state.sandbox.aclose()
+            await app.state.codat.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="bankfeeds-connect",
+        summary="Connect business customers to QuickBooks Online Bank Feeds through Codat.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.background_jobs = []  # [background jobs] coroutines run for the app's lifetime
+    app.state.sandbox_app = sandbox_app
+    from app.limits import BodySizeLimit
+
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=MAX_BODY_BYTES,
+        overrides={"/ops/customers:import": MAX_IMPORT_BYTES, "/webhooks/": MAX_WEBHOOK_BYTES},
+    )
+    _add_routes(app)
+    if sandbox_app is not None:
+        app.mount(SANDBOX_MOUNT, sandbox_app)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
+    app.include_router(connect_router)
+    app.include_router(connect_ops_router)
+    # [ops routes]
+    # [webhook routes]
+    # [demo routes]
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Never touches the database or Codat."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> Response:
+        """Readiness: the database answers."""
+        try:
+            async with request.app.state.engine.connect() as connection:
+                await connection.execute(text("select 1"))
+        except Exception as exc:
+            log.warning("readiness check failed: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "database": "ok",
+                "sandbox_mode": request.app.state.settings.sandbox_mode,
+            }
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse(
+                {"detail": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None)
+            )
+        key = "not_found" if exc.status_code == 404 else "request_invalid"
+        return message_page(request, key, exc.status_code, pick_language(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_json(request):
+            from fastapi.encoders import jsonable_encoder
+
+            return JSONResponse({"detail": jsonable_encoder(exc.errors(), exclude={"input"})}, 422)
+        return message_page(request, "request_invalid", 400, pick_language(request))
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(("/ops", "/webhooks", "/healthz", "/readyz", "/openapi", "/docs")) or (
+        "text/html" not in request.headers.get("accept", "")
+    )
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    values = [SANDBOX_API_KEY]
+    for secret in (
+        settings.codat_api_key,
+        settings.connect_token_secret,
+        settings.ops_api_token,
+        settings.codat_webhook_secret,
+    ):
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    if settings.codat_api_key is not None:
+        import base64
+
+        values.append(base64.b64encode(settings.codat_api_key.get_secret_value().encode()).decode())
+    return values
+
+
+def _build_sandbox(settings: Settings) -> Any:
+    from datetime import timedelta
+
+    from app.sandbox import SandboxConfig, create_sandbox_app
+
+    secret = settings.codat_webhook_secret
+    return create_sandbox_app(
+        SandboxConfig(
+            api_key=SANDBOX_API_KEY,
+            public_url=settings.public_base_url + SANDBOX_MOUNT,
+            webhook_url=settings.public_base_url + "/webhooks/codat" if secret else None,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            callout_title_en=settings.link_callout_title_en,
+            callout_body_en=settings.link_callout_body_en,
+            callout_title_fr=settings.link_callout_title_fr,
+            callout_body_fr=settings.link_callout_body_fr,
+            disconnect_delay=timedelta(seconds=settings.sandbox_disconnect_delay_seconds),
+            return_url=settings.public_base_url + "/",
+        )
+    )
+
+
+def app_factory() -> FastAPI:
+    """uvicorn --factory entry point."""
+    return create_app()

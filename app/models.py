@@ -1,0 +1,219 @@
+"""The tables: customers, their source accounts, bank feeds, and Codat's event inbox."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, JSONType, Money, UTCDateTime, utcnow
+
+CONNECTION_STATUSES = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
+ACCOUNT_STATUSES = ("pending", "connecting", "connected", "disconnected", "unknown")
+ACCOUNT_TYPES = ("checking", "savings", "loan", "creditCard", "prepaidCard")
+
+
+class Customer(Base):
+    """A business customer of the host app, keyed by the host app's own id."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2))
+    locale: Mapped[str] = mapped_column(String(2), default="en")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    source_accounts: Mapped[list[SourceAccount]] = relationship(
+        back_populates="customer",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="SourceAccount.id",
+    )
+    bank_feed: Mapped[BankFeed | None] = relationship(
+        back_populates="customer",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    __table_args__ = (
+        CheckConstraint("locale in ('en', 'fr')", name="locale"),
+        CheckConstraint("length(country) = 2", name="country"),
+    )
+
+
+class SourceAccount(Base):
+    """A bank account of ours, in Codat's v2 source-account shape, with its sync state."""
+
+    __tablename__ = "source_accounts"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_name: Mapped[str] = mapped_column(String(200))
+    account_type: Mapped[str] = mapped_column(String(16))
+    account_number: Mapped[str] = mapped_column(String(64))
+    sort_code: Mapped[str | None] = mapped_column(String(32))
+    routing_info: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[Decimal] = mapped_column(Money())
+    account_info: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    # What Codat holds, as last written or read; None until Codat has the account.
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pushed_account_name: Mapped[str | None] = mapped_column(String(200))
+    pushed_balance: Mapped[Decimal | None] = mapped_column(Money())
+    codat_status: Mapped[str | None] = mapped_column(String(16))
+    feed_start_date: Mapped[date | None] = mapped_column(Date())
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sync_error: Mapped[str | None] = mapped_column(Text)
+
+    customer: Mapped[Customer] = relationship(back_populates="source_accounts", lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint(
+            "account_type in ('checking', 'savings', 'loan', 'creditCard', 'prepaidCard')",
+            name="account_type",
+        ),
+    )
+
+    @property
+    def is_pushed(self) -> bool:
+        return self.pushed_at is not None
+
+    @property
+    def needs_rename(self) -> bool:
+        return self.is_pushed and self.pushed_account_name != self.account_name
+
+    @property
+    def needs_balance(self) -> bool:
+        return (
+            self.is_pushed
+            and self.codat_status != "connected"
+            and self.pushed_balance is not None
+            and self.pushed_balance != self.balance
+        )
+
+    @property
+    def in_sync(self) -> bool:
+        return self.is_pushed and not self.needs_rename and not self.needs_balance
+
+
+class BankFeed(Base):
+    """A customer's bank feed in Codat: one company, its current `hcws` connection."""
+
+    __tablename__ = "bank_feeds"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    company_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    connection_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    connection_status: Mapped[str | None] = mapped_column(String(16))
+    connection_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    company_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    connection_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    linked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lock_owner: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="bank_feed", lazy="raise")
+    connections: Mapped[list[BankFeedConnection]] = relationship(
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="BankFeedConnection.created_at",
+    )
+
+    __table_args__ = (
+        Index("ix_bank_feeds_next_reconcile_at", "next_reconcile_at"),
+        Index("ix_bank_feeds_updated_at", "updated_at"),
+    )
+
+
+class BankFeedConnection(Base):
+    """Every `hcws` connection a customer has had: the current one and the history."""
+
+    __tablename__ = "bank_feed_connections"
+
+    connection_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("bank_feeds.customer_id", ondelete="CASCADE"), index=True
+    )
+    company_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CodatEvent(Base):
+    """The webhook inbox: every accepted delivery, once, with how handling went."""
+
+    __tablename__ = "codat_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(100))
+    generated_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    company_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("webhook_id"),
+        Index("ix_codat_events_status_next_attempt_at", "status", "next_attempt_at"),
+        CheckConstraint(
+            "status in ('pending', 'handled', 'ignored', 'unmatched', 'failed')", name="status"
+        ),
+    )
+
+
+class UsedConnectToken(Base):
+    """A connect token's `jti`, once spent; kept until the token would have expired anyway."""
+
+    __tablename__ = "used_connect_tokens"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ServiceState(Base):
+    """Small shared facts all processes see, such as a Codat rate-limit pause."""
+
+    __tablename__ = "service_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,174 @@
+"""Service settings, read from the environment (and `.env`), documented in `.env.example`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SANDBOX_API_KEY = "sandbox-api-key"
+SANDBOX_MOUNT = "/sandbox/codat"
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "replace-me", "xxx", "example")
+DEV_SECRETS_FILE = Path("var/dev-secrets.json")
+
+
+class AppEnv(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The service refuses to start; the message is one line saying why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: AppEnv = AppEnv.development
+    database_url: str = "sqlite+aiosqlite:///./var/bankfeeds.db"
+    codat_api_key: SecretStr | None = None
+    codat_base_url: str = "https://api.codat.io"
+    codat_link_hosts: list[str] = Field(default_factory=lambda: ["link-api.codat.io"])
+    public_base_url: str = "http://127.0.0.1:8000"
+    connect_token_secret: SecretStr | None = None
+    ops_api_token: SecretStr | None = None
+    codat_webhook_secret: SecretStr | None = None
+
+    # Codat client behaviour
+    codat_timeout_seconds: float = 10.0
+    codat_max_connections: int = 50
+    connect_retry_budget_seconds: float = 4.0
+    background_retry_budget_seconds: float = 30.0
+
+    # Link page callout (the sandbox shows it; Codat's is set in the Portal)
+    link_callout_title_en: str | None = None
+    link_callout_body_en: str | None = None
+    link_callout_title_fr: str | None = None
+    link_callout_body_fr: str | None = None
+
+    # Background reconciler
+    reconciler_enabled: bool = True
+    reconciler_interval_seconds: float = 30.0
+    reconciler_budget_per_minute: int = 60
+    sandbox_disconnect_delay_seconds: float = 20.0
+
+    @field_validator("codat_link_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [h.strip() for h in text.split(",") if h.strip()]
+        return value
+
+    @field_validator("public_base_url", "codat_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def sandbox_mode(self) -> bool:
+        return self.codat_api_key is None or not self.codat_api_key.get_secret_value()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def codat_url(self) -> str:
+        """Where the Codat client sends requests: the built-in sandbox in sandbox mode."""
+        if self.sandbox_mode:
+            return self.public_base_url + SANDBOX_MOUNT
+        return self.codat_base_url
+
+    @cached_property
+    def codat_key(self) -> str:
+        if self.sandbox_mode:
+            return SANDBOX_API_KEY
+        assert self.codat_api_key is not None
+        return self.codat_api_key.get_secret_value()
+
+    @cached_property
+    def allowed_link_hosts(self) -> frozenset[str]:
+        hosts = {h.lower() for h in self.codat_link_hosts}
+        if self.sandbox_mode:
+            hosts.add((urlsplit(self.public_base_url).hostname or "").lower())
+        return frozenset(hosts)
+
+    def check_production(self) -> None:
+        """Raise ConfigurationError with one clear line if production would be unsafe."""
+        if self.app_env is not AppEnv.production:
+            return
+        if self.sandbox_mode:
+            raise ConfigurationError(
+                "APP_ENV=production needs CODAT_API_KEY: refusing to run on the built-in sandbox"
+            )
+        if self.is_sqlite:
+            raise ConfigurationError(
+                "APP_ENV=production needs a Postgres DATABASE_URL: refusing to run on SQLite"
+            )
+        for name in (
+            "codat_api_key",
+            "connect_token_secret",
+            "ops_api_token",
+            "codat_webhook_secret",
+        ):
+            value: SecretStr | None = getattr(self, name)
+            if value is None or not value.get_secret_value().strip():
+                raise ConfigurationError(f"APP_ENV=production needs {name.upper()}: it is not set")
+            if is_placeholder(value.get_secret_value()):
+                raise ConfigurationError(
+                    f"APP_ENV=production needs {name.upper()}: it is still a placeholder"
+                )
+
+    def with_dev_secrets(self) -> Settings:
+        """In development, fill missing secrets from `var/dev-secrets.json` (made on first run)."""
+        if self.app_env is AppEnv.production:
+            return self
+        missing = [
+            n
+            for n in ("connect_token_secret", "ops_api_token", "codat_webhook_secret")
+            if getattr(self, n) is None
+        ]
+        if not missing:
+            return self
+        stored: dict[str, str] = {}
+        if DEV_SECRETS_FILE.exists():
+            stored = json.loads(DEV_SECRETS_FILE.read_text())
+        generated = {
+            "connect_token_secret": secrets.token_urlsafe(32),
+            "ops_api_token": "ops_" + secrets.token_urlsafe(24),
+            "codat_webhook_secret": "whsec_" + _b64(secrets.token_bytes(24)),
+        }
+        changed = False
+        for name in missing:
+            if name not in stored:
+                stored[name] = generated[name]
+                changed = True
+        if changed:
+            DEV_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+            DEV_SECRETS_FILE.write_text(json.dumps(stored, indent=2))
+            DEV_SECRETS_FILE.chmod(0o600)
+        return self.model_copy(update={n: SecretStr(stored[n]) for n in missing})
+
+
+def is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return len(value) < 16 or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+def load_settings() -> Settings:
+    return Settings().with_dev_secrets()
