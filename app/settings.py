@@ -7,10 +7,11 @@ import secrets
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_MOUNT = "/sandbox/codat"
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/bankfeeds.db"
     codat_api_key: SecretStr | None = None
     codat_base_url: str = "https://api.codat.io"
-    codat_link_hosts: list[str] = Field(default_factory=lambda: ["link-api.codat.io"])
+    codat_link_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["link-api.codat.io"])
     public_base_url: str = "http://127.0.0.1:8000"
     connect_token_secret: SecretStr | None = None
     ops_api_token: SecretStr | None = None
@@ -67,6 +68,15 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [h.strip() for h in text.split(",") if h.strip()]
         return value
+
+    @field_validator(
+        "codat_api_key", "connect_token_secret", "ops_api_token", "codat_webhook_secret",
+        "link_callout_title_en", "link_callout_body_en", "link_callout_title_fr",
+        "link_callout_body_fr", mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("public_base_url", "codat_base_url")
     @classmethod
