@@ -21,12 +21,15 @@ from app.connect.routes import ops_router as connect_ops_router
 from app.connect.routes import router as connect_router
 from app.connect.service import ConnectService
 from app.db import create_engine, session_factory
+from app.demo.routes import router as demo_router
+from app.demo.seed import seed_demo_customers
 from app.logs import configure_logging
 from app.pages import message_page, pick_language
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings, load_settings
 
 log = logging.getLogger("app")
 MAX_BODY_BYTES = 1_000_000
+SANDBOX_INTERNAL_URL = "http://codat-sandbox.internal"
 MAX_IMPORT_BYTES = 50_000_000
 MAX_WEBHOOK_BYTES = 256_000
 
@@ -38,10 +41,14 @@ def create_app(
     *,
     codat_transport: httpx.AsyncBaseTransport | None = None,
     run_background: bool = True,
+    seed_demo: bool = True,
+    sandbox_webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
+    """The service. Tests pass their own Codat transport or webhook route into the sandbox."""
     settings = settings or load_settings()
     settings.check_production()
-    sandbox_app = _build_sandbox(settings) if settings.sandbox_mode else None
+    sandbox_app = (_build_sandbox(settings, sandbox_webhook_transport)
+                   if settings.sandbox_mode else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,11 +63,10 @@ def create_app(
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        transport = codat_transport
-        base_url = settings.codat_url
-        if transport is None and sandbox_app is not None:
-            transport = httpx.ASGITransport(app=sandbox_app)
-            base_url = "http://codat-sandbox.internal"
+        transport, base_url = codat_transport, settings.codat_url
+        if sandbox_app is not None:  # in-process: the same HTTP semantics, no socket
+            transport = transport or httpx.ASGITransport(app=sandbox_app)
+            base_url = SANDBOX_INTERNAL_URL
         app.state.codat = CodatClient(
             base_url,
             settings.codat_key,
@@ -68,6 +74,8 @@ def create_app(
             max_connections=settings.codat_max_connections,
             transport=transport,
         )
+        if settings.sandbox_mode and seed_demo:
+            await seed_demo_customers(app.state.sessions)
         app.state.connect_service = ConnectService(
             app.state.sessions, app.state.codat, settings.allowed_link_hosts
         )
@@ -115,7 +123,8 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(connect_ops_router)
     # [ops routes]
     # [webhook routes]
-    # [demo routes]
+    if app.state.settings.sandbox_mode:
+        app.include_router(demo_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -181,7 +190,8 @@ def _secret_values(settings: Settings) -> list[str]:
     return values
 
 
-def _build_sandbox(settings: Settings) -> Any:
+def _build_sandbox(settings: Settings,
+                   webhook_transport: httpx.AsyncBaseTransport | None) -> Any:
     from datetime import timedelta
 
     from app.sandbox import SandboxConfig, create_sandbox_app

@@ -188,14 +188,18 @@ class Service:
         return {"Authorization": f"Bearer {OPS_TOKEN}"}
 
 
-async def start_service(database_url: str, **overrides: Any) -> AsyncIterator[Service]:
+async def start_service(
+    database_url: str, *, run_background: bool = False, seed_demo: bool = False,
+    codat_transport: httpx.AsyncBaseTransport | None = None, **overrides: Any,
+) -> AsyncIterator[Service]:
+    """The app in sandbox mode; the sandbox's webhooks are delivered into it in-process."""
+    from tests.transports import LateASGITransport
+
     settings = make_settings(database_url, **overrides)
-    app = create_app(
-        settings,
-        run_background=overrides.pop("run_background", False)
-        if "run_background" in overrides
-        else False,
-    )
+    webhooks = LateASGITransport()
+    app = create_app(settings, codat_transport=codat_transport, run_background=run_background,
+                     seed_demo=seed_demo, sandbox_webhook_transport=webhooks)
+    webhooks.app = app
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE) as client:

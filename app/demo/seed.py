@@ -1,0 +1,48 @@
+"""Demo customers for sandbox mode: a few in the US and Canada, one elsewhere to show refusal."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.models import Customer, SourceAccount
+
+DEMO_CUSTOMERS = [
+    ("demo-us-bakery", "Maple Street Bakery LLC", "US", "en", [
+        ("us-bakery-chk", "Business Checking", "checking", "000123456789", "USD", "12450.32"),
+        ("us-bakery-cc", "Business Rewards Card", "creditCard", "4111000011112222", "USD",
+         "-842.17"),
+    ]),
+    ("demo-ca-boulangerie", "Boulangerie Saint-Laurent Inc", "CA", "fr", [
+        ("ca-boul-chq", "Compte chèques entreprise", "checking", "00412345", "CAD", "8300.00"),
+        ("ca-boul-epa", "Compte épargne", "savings", "00467890", "CAD", "25000.00"),
+    ]),
+    ("demo-ca-outfitters", "Northern Lights Outfitters", "CA", "en", [
+        ("ca-out-chk", "Operating Account", "checking", "00998877", "CAD", "0"),
+    ]),
+    ("demo-gb-cafe", "Thames Riverside Cafe Ltd", "GB", "en", [
+        ("gb-cafe-cur", "Business Current Account", "checking", "41234567", "GBP", "1520.00"),
+    ]),
+]
+
+
+async def seed_demo_customers(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Add the demo customers that are missing; never touch existing rows."""
+    added = 0
+    async with sessions() as session:
+        existing = set((await session.execute(select(Customer.id))).scalars())
+        for customer_id, name, country, locale, accounts in DEMO_CUSTOMERS:
+            if customer_id in existing:
+                continue
+            session.add(Customer(id=customer_id, name=name, country=country, locale=locale))
+            for account_id, account_name, account_type, number, currency, balance in accounts:
+                session.add(SourceAccount(
+                    customer_id=customer_id, id=account_id, account_name=account_name,
+                    account_type=account_type, account_number=number, currency=currency,
+                    balance=Decimal(balance), sort_code="40-12-34" if currency == "GBP" else None,
+                ))
+            added += 1
+        await session.commit()
+    return added
