@@ -189,16 +189,25 @@ class Service:
 
 
 async def start_service(
-    database_url: str, *, run_background: bool = False, seed_demo: bool = False,
-    codat_transport: httpx.AsyncBaseTransport | None = None, **overrides: Any,
+    database_url: str,
+    *,
+    run_background: bool = False,
+    seed_demo: bool = False,
+    codat_transport: httpx.AsyncBaseTransport | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Service]:
     """The app in sandbox mode; the sandbox's webhooks are delivered into it in-process."""
     from tests.transports import LateASGITransport
 
     settings = make_settings(database_url, **overrides)
     webhooks = LateASGITransport()
-    app = create_app(settings, codat_transport=codat_transport, run_background=run_background,
-                     seed_demo=seed_demo, sandbox_webhook_transport=webhooks)
+    app = create_app(
+        settings,
+        codat_transport=codat_transport,
+        run_background=run_background,
+        seed_demo=seed_demo,
+        sandbox_webhook_transport=webhooks,
+    )
     webhooks.app = app
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -20,7 +20,8 @@ async def _tables_and_diff(url: str) -> tuple[set[str], list[object]]:
         def inspect_sync(sync_conn: object) -> tuple[set[str], list[object]]:
             tables = set(inspect(sync_conn).get_table_names())  # type: ignore[union-attr]
             context = MigrationContext.configure(
-                sync_conn, opts={"compare_type": True, "render_as_batch": True})  # type: ignore[arg-type]
+                sync_conn, opts={"compare_type": True, "render_as_batch": True}
+            )  # type: ignore[arg-type]
             return tables, compare_metadata(context, Base.metadata)
 
         result = await conn.run_sync(inspect_sync)

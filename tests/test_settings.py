@@ -34,8 +34,14 @@ def test_production_with_everything_set_starts() -> None:
         ({"codat_api_key": None}, "refusing to run on the built-in sandbox"),
         ({"database_url": "sqlite+aiosqlite:///./var/x.db"}, "refusing to run on SQLite"),
         ({"connect_token_secret": None}, "CONNECT_TOKEN_SECRET: it is not set"),
-        ({"ops_api_token": SecretStr("change-me-ops-api-token")}, "OPS_API_TOKEN: it is still a placeholder"),
-        ({"codat_webhook_secret": SecretStr("whsec_change-me")}, "CODAT_WEBHOOK_SECRET: it is still"),
+        (
+            {"ops_api_token": SecretStr("change-me-ops-api-token")},
+            "OPS_API_TOKEN: it is still a placeholder",
+        ),
+        (
+            {"codat_webhook_secret": SecretStr("whsec_change-me")},
+            "CODAT_WEBHOOK_SECRET: it is still",
+        ),
         ({"connect_token_secret": SecretStr("short")}, "CONNECT_TOKEN_SECRET: it is still"),
     ],
 )
@@ -48,13 +54,15 @@ def test_production_refuses(overrides: dict[str, object], expected: str) -> None
 
 
 def test_development_allows_sandbox_and_sqlite() -> None:
-    settings(app_env=AppEnv.development, codat_api_key=None,
-             database_url="sqlite+aiosqlite:///x.db").check_production()
+    settings(
+        app_env=AppEnv.development, codat_api_key=None, database_url="sqlite+aiosqlite:///x.db"
+    ).check_production()
 
 
 def test_no_api_key_means_sandbox_mode_with_its_link_host() -> None:
-    s = settings(app_env=AppEnv.development, codat_api_key=None,
-                 public_base_url="http://127.0.0.1:8000")
+    s = settings(
+        app_env=AppEnv.development, codat_api_key=None, public_base_url="http://127.0.0.1:8000"
+    )
     assert s.sandbox_mode
     assert s.codat_url == "http://127.0.0.1:8000/sandbox/codat"
     assert "127.0.0.1" in s.allowed_link_hosts
@@ -83,10 +91,15 @@ def test_secrets_do_not_appear_in_repr() -> None:
 def test_serve_refuses_production_on_sandbox_with_one_line(tmp_path: object) -> None:
     env = {"APP_ENV": "production", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"], env=env, capture_output=True, text=True,
-        timeout=60, cwd=str(tmp_path),
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["bankfeeds: APP_ENV=production needs CODAT_API_KEY: refusing to run on the "
-                     "built-in sandbox"]
+    assert lines == [
+        "bankfeeds: APP_ENV=production needs CODAT_API_KEY: refusing to run on the built-in sandbox"
+    ]

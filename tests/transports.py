@@ -33,8 +33,14 @@ class FaultyCodat(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.method, request.url.path))
         if self.down_status is not None:
-            body = {"statusCode": self.down_status, "service": "PublicApi", "error": "down",
-                    "correlationId": "test", "canBeRetried": "Unknown", "detailedErrorCode": 0}
+            body = {
+                "statusCode": self.down_status,
+                "service": "PublicApi",
+                "error": "down",
+                "correlationId": "test",
+                "canBeRetried": "Unknown",
+                "detailedErrorCode": 0,
+            }
             return httpx.Response(self.down_status, json=body)
         response = await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
         if self.lose_response_for is not None and self.lose_response_for(request):
@@ -46,6 +52,9 @@ class FaultyCodat(httpx.AsyncBaseTransport):
             if isinstance(data, dict) and "linkUrl" in data:
                 data["linkUrl"] = f"https://{self.rewrite_link_host}/start?otp=999999"
                 return httpx.Response(response.status_code, json=data)
-            return httpx.Response(response.status_code, content=json.dumps(data).encode(),
-                                  headers={"content-type": "application/json"})
+            return httpx.Response(
+                response.status_code,
+                content=json.dumps(data).encode(),
+                headers={"content-type": "application/json"},
+            )
         return response

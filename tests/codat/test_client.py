@@ -29,19 +29,31 @@ from app.codat.models import SourceAccountCreate, SourceAccountUpdate
 
 KEY = "test-codat-key-123"
 CONNECTION = {
-    "id": "2e9d2c44-f675-40ba-8049-353bfcb5e171", "integrationId": "bf083d72-62c7-493e-aec9-81b4dbabfc2b",
-    "sourceId": "8a156a5a-39cb-4f9d-856e-76ef9b9a9607", "platformName": "QuickBooks Online Bank Feeds",
+    "id": "2e9d2c44-f675-40ba-8049-353bfcb5e171",
+    "integrationId": "bf083d72-62c7-493e-aec9-81b4dbabfc2b",
+    "sourceId": "8a156a5a-39cb-4f9d-856e-76ef9b9a9607",
+    "platformName": "QuickBooks Online Bank Feeds",
     "linkUrl": "https://link-api.codat.io/companies/x/connections/y/start?otp=123456",
-    "status": "PendingAuth", "created": "2026-11-15T01:00:00", "sourceType": "BankFeed",
+    "status": "PendingAuth",
+    "created": "2026-11-15T01:00:00",
+    "sourceType": "BankFeed",
 }
 
 
 def error_body(status: int, message: str = "nope") -> dict[str, object]:
-    return {"statusCode": status, "service": "PublicApi", "error": message,
-            "correlationId": f"corr-{status}", "canBeRetried": "Unknown", "detailedErrorCode": 0}
+    return {
+        "statusCode": status,
+        "service": "PublicApi",
+        "error": message,
+        "correlationId": f"corr-{status}",
+        "canBeRetried": "Unknown",
+        "detailedErrorCode": 0,
+    }
 
 
-def make(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[CodatClient, list[httpx.Request]]:
+def make(
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> tuple[CodatClient, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
@@ -64,10 +76,18 @@ async def test_basic_auth_header_is_base64_of_key() -> None:
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, CodatBadRequest), (401, CodatUnauthorized), (403, CodatForbidden), (404, CodatNotFound),
-     (409, CodatConflict), (422, CodatUnprocessable)],
+    [
+        (400, CodatBadRequest),
+        (401, CodatUnauthorized),
+        (403, CodatForbidden),
+        (404, CodatNotFound),
+        (409, CodatConflict),
+        (422, CodatUnprocessable),
+    ],
 )
-async def test_permanent_errors_are_typed_and_not_retried(status: int, error: type[Exception]) -> None:
+async def test_permanent_errors_are_typed_and_not_retried(
+    status: int, error: type[Exception]
+) -> None:
     client, seen = make(lambda r: httpx.Response(status, json=error_body(status)))
     with pytest.raises(error) as caught:
         await client.get_company("c")
@@ -79,7 +99,10 @@ async def test_permanent_errors_are_typed_and_not_retried(status: int, error: ty
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
 async def test_transient_statuses_are_retried_then_succeed(status: int) -> None:
-    answers = [httpx.Response(status, json=error_body(status)), httpx.Response(200, json=CONNECTION)]
+    answers = [
+        httpx.Response(status, json=error_body(status)),
+        httpx.Response(200, json=CONNECTION),
+    ]
     client, seen = make(lambda r: answers.pop(0))
     connection = await client.get_connection("c", "x")
     assert connection.status == "PendingAuth"
@@ -117,8 +140,10 @@ async def test_persistent_connection_error_raises_typed() -> None:
 
 
 async def test_retry_after_is_honoured() -> None:
-    answers = [httpx.Response(429, headers={"Retry-After": "0.3"}, json=error_body(429)),
-               httpx.Response(200, json=CONNECTION)]
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "0.3"}, json=error_body(429)),
+        httpx.Response(200, json=CONNECTION),
+    ]
     client, _ = make(lambda r: answers.pop(0))
     started = time.monotonic()
     await client.get_connection("c", "x")
@@ -126,8 +151,9 @@ async def test_retry_after_is_honoured() -> None:
 
 
 async def test_retry_after_beyond_the_budget_fails_at_once() -> None:
-    client, seen = make(lambda r: httpx.Response(429, headers={"Retry-After": "30"},
-                                                 json=error_body(429)))
+    client, seen = make(
+        lambda r: httpx.Response(429, headers={"Retry-After": "30"}, json=error_body(429))
+    )
     started = time.monotonic()
     with retry_budget(1.0), pytest.raises(CodatRateLimited) as caught:
         await client.get_company("c")
@@ -137,7 +163,7 @@ async def test_retry_after_beyond_the_budget_fails_at_once() -> None:
 
 
 async def test_budget_bounds_total_time_of_retries() -> None:
-    client, seen = make(lambda r: httpx.Response(503, json=error_body(503)))
+    client, _seen = make(lambda r: httpx.Response(503, json=error_body(503)))
     client_module.BACKOFF_BASE = 0.2
     started = time.monotonic()
     with retry_budget(0.5), pytest.raises(CodatServerError):
@@ -169,9 +195,16 @@ async def test_get_sends_no_idempotency_key() -> None:
 
 async def test_lenient_reading_unknown_status_extra_fields_numeric_bankcode_dates() -> None:
     accounts = [
-        {"id": "a1", "accountName": "A", "status": "brandNewStatus", "surprise": {"x": 1},
-         "routingInfo": {"bankCode": 21001088, "type": "bankcode"}, "balance": 10.5,
-         "modifiedDate": "2021-11-15T06:00:00Z", "feedStartDate": "2023-09-12T00:00:00"},
+        {
+            "id": "a1",
+            "accountName": "A",
+            "status": "brandNewStatus",
+            "surprise": {"x": 1},
+            "routingInfo": {"bankCode": 21001088, "type": "bankcode"},
+            "balance": 10.5,
+            "modifiedDate": "2021-11-15T06:00:00Z",
+            "feedStartDate": "2023-09-12T00:00:00",
+        },
         {"id": 7110701885, "modifiedDate": "2021-11-15T01:00:00-05:00", "status": None},
         {"id": "a3", "modifiedDate": "2021-11-15T06:00:00"},
     ]
@@ -183,22 +216,41 @@ async def test_lenient_reading_unknown_status_extra_fields_numeric_bankcode_date
     assert str(parsed[0].feed_start_date) == "2023-09-12"
     assert parsed[1].id == "7110701885"
     times = [a.modified_date for a in parsed]
-    assert all(t is not None and t.utcoffset() is not None and t.utcoffset().total_seconds() == 0
-               for t in times)
+    assert all(
+        t is not None and t.utcoffset() is not None and t.utcoffset().total_seconds() == 0
+        for t in times
+    )
     assert times[0] == times[1] == times[2]
 
 
 async def test_batch_create_reads_201_207_and_409_per_account() -> None:
     items = [
-        {"sourceAccountId": "a1", "result": {"statusCode": 201, "error": None,
-                                             "account": {"id": "a1", "status": "pending"}}},
-        {"sourceAccountId": "a2", "result": {"statusCode": "409",
-                                             "error": "A bank account already exists with the same Id"}},
+        {
+            "sourceAccountId": "a1",
+            "result": {
+                "statusCode": 201,
+                "error": None,
+                "account": {"id": "a1", "status": "pending"},
+            },
+        },
+        {
+            "sourceAccountId": "a2",
+            "result": {
+                "statusCode": "409",
+                "error": "A bank account already exists with the same Id",
+            },
+        },
     ]
     for status in (201, 207, 409):
         client, seen = make(lambda r, s=status: httpx.Response(s, json=items))
-        body = SourceAccountCreate(id="a1", account_name="A", account_type="checking",
-                                   account_number="1", currency="USD", balance=Decimal("0"))
+        body = SourceAccountCreate(
+            id="a1",
+            account_name="A",
+            account_type="checking",
+            account_number="1",
+            currency="USD",
+            balance=Decimal("0"),
+        )
         result = await client.create_source_accounts("c", "x", [body, body])
         assert [i.created for i in result] == [True, False]
         assert result[1].already_exists
@@ -207,16 +259,31 @@ async def test_batch_create_reads_201_207_and_409_per_account() -> None:
 
 async def test_money_is_sent_as_a_json_number_exactly() -> None:
     client, seen = make(lambda r: httpx.Response(200, json={"id": "a1"}))
-    body = SourceAccountCreate(id="a1", account_name="A", account_type="checking",
-                               account_number="1", currency="USD", balance=Decimal("-1234.56"))
+    body = SourceAccountCreate(
+        id="a1",
+        account_name="A",
+        account_type="checking",
+        account_number="1",
+        currency="USD",
+        balance=Decimal("-1234.56"),
+    )
     await client.create_source_account("c", "x", body)
     assert b'"balance":-1234.56' in seen[0].content.replace(b" ", b"")
 
 
 async def test_tags_filter_is_url_encoded() -> None:
-    client, seen = make(lambda r: httpx.Response(200, json={
-        "results": [], "pageNumber": 1, "pageSize": 100, "totalResults": 0,
-        "_links": {"self": {"href": "/companies"}, "current": {"href": "/companies"}}}))
+    client, seen = make(
+        lambda r: httpx.Response(
+            200,
+            json={
+                "results": [],
+                "pageNumber": 1,
+                "pageSize": 100,
+                "totalResults": 0,
+                "_links": {"self": {"href": "/companies"}, "current": {"href": "/companies"}},
+            },
+        )
+    )
     await client.find_companies_by_tag("bankfeedsCustomerId", "cus-1")
     assert seen[0].url.params["tags"] == "bankfeedsCustomerId=cus-1"
     assert b"tags=bankfeedsCustomerId%3Dcus-1" in seen[0].url.query

@@ -26,8 +26,9 @@ def token(customer_id: str = "cus-1", **kwargs: object) -> str:
 
 
 async def click(service: Service, customer_id: str = "cus-1", **kwargs: object):  # type: ignore[no-untyped-def]
-    return await service.client.get("/connect-bank-feeds",
-                                     params={"token": token(customer_id, **kwargs)})
+    return await service.client.get(
+        "/connect-bank-feeds", params={"token": token(customer_id, **kwargs)}
+    )
 
 
 def text(response: httpx.Response) -> str:
@@ -39,8 +40,11 @@ def otp(location: str) -> str:
 
 
 def connections(service: Service) -> list[Any]:
-    return [c for company in service.sandbox.store.companies.values()
-            for c in company.connections.values()]
+    return [
+        c
+        for company in service.sandbox.store.companies.values()
+        for c in company.connections.values()
+    ]
 
 
 def codat_calls(service: Service) -> list[tuple[str, str]]:
@@ -74,7 +78,8 @@ async def test_new_customer_three_round_trips_and_a_fresh_link(service: Service)
 
 @pytest.mark.parametrize("accounts", [1, 25])
 async def test_first_connect_costs_three_calls_whatever_the_account_count(
-    service: Service, accounts: int,
+    service: Service,
+    accounts: int,
 ) -> None:
     await add_customer(service.sessions, accounts=accounts)
     assert (await click(service)).status_code == 302
@@ -108,7 +113,11 @@ async def test_post_form_answers_303(service: Service) -> None:
     ],
 )
 async def test_refusals_write_nothing_to_codat(
-    service: Service, setup: str, status: int, english: str, french: str,
+    service: Service,
+    setup: str,
+    status: int,
+    english: str,
+    french: str,
 ) -> None:
     if setup == "abroad":
         await add_customer(service.sessions, country="GB", currency="GBP")
@@ -125,8 +134,10 @@ async def test_language_from_token_then_accept_language(service: Service) -> Non
     response = await click(service, "nobody", lang="fr")
     assert '<html lang="fr">' in response.text
     response = await service.client.get(
-        "/connect-bank-feeds", params={"token": token("nobody")},
-        headers={"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.5"})
+        "/connect-bank-feeds",
+        params={"token": token("nobody")},
+        headers={"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.5"},
+    )
     assert '<html lang="fr">' in response.text
     response = await click(service, "nobody")
     assert '<html lang="en">' in response.text
@@ -137,14 +148,18 @@ async def test_bad_tokens_get_401_and_change_nothing(service: Service) -> None:
     for params in ({}, {"token": "garbage"}, {"token": token() + "x"}):
         response = await service.client.get("/connect-bank-feeds", params=params)
         assert response.status_code == 401
-        assert "This link is not valid" in text(response) and "Ce lien n'est pas valide" in text(response)
+        assert "This link is not valid" in text(response) and "Ce lien n'est pas valide" in text(
+            response
+        )
     assert codat_calls(service) == []
 
 
 async def test_reused_jti_is_refused(service: Service) -> None:
     await add_customer(service.sessions)
     once = token()
-    assert (await service.client.get("/connect-bank-feeds", params={"token": once})).status_code == 302
+    assert (
+        await service.client.get("/connect-bank-feeds", params={"token": once})
+    ).status_code == 302
     again = await service.client.get("/connect-bank-feeds", params={"token": once})
     assert again.status_code == 401
 
@@ -162,7 +177,8 @@ async def test_ops_token_is_not_accepted_on_the_browser_route(service: Service) 
     response = await service.client.get("/connect-bank-feeds", params={"token": OPS_TOKEN})
     assert response.status_code == 401
     response = await service.client.get(
-        "/connect-bank-feeds", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+        "/connect-bank-feeds", headers={"Authorization": f"Bearer {OPS_TOKEN}"}
+    )
     assert response.status_code == 401
 
 
@@ -205,7 +221,6 @@ async def test_concurrent_clicks_create_one_of_everything(service: Service) -> N
 async def test_unlinked_connection_is_replaced_and_kept_in_history(service: Service) -> None:
     await add_customer(service.sessions)
     await click(service)
-    store = service.sandbox.store
     old = connections(service)[0]
     old.status = ConnectionStatus.UNLINKED
     response = await click(service)
@@ -227,8 +242,9 @@ async def test_unlinked_connection_is_replaced_and_kept_in_history(service: Serv
 async def faulty(database_url: str) -> AsyncIterator[tuple[Service, FaultyCodat]]:
     await _truncate(database_url)
     transport = FaultyCodat()
-    async for service in start_service(database_url, codat_transport=transport,
-                                       connect_retry_budget_seconds=0.6):
+    async for service in start_service(
+        database_url, codat_transport=transport, connect_retry_budget_seconds=0.6
+    ):
         transport.sandbox = service.app.state.sandbox_app
         yield service, transport
 
@@ -244,8 +260,15 @@ async def test_codat_down_gives_503_then_next_click_completes(
     assert "try again" in text(response) and "réessayer" in text(response)
     async with service.sessions() as session:
         feed = (await session.execute(select(BankFeed))).scalar_one_or_none()
-        pushed = (await session.execute(
-            select(SourceAccount).where(SourceAccount.pushed_at.is_not(None)))).scalars().all()
+        pushed = (
+            (
+                await session.execute(
+                    select(SourceAccount).where(SourceAccount.pushed_at.is_not(None))
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert feed is None or (feed.company_id is None and feed.lock_owner is None)
     assert pushed == []
     transport.down_status = None
@@ -272,8 +295,9 @@ async def test_lost_create_connection_response_is_adopted(
 ) -> None:
     service, transport = faulty
     await add_customer(service.sessions)
-    transport.lose_response_for = (
-        lambda r: r.method == "POST" and r.url.path.endswith("/connections"))
+    transport.lose_response_for = lambda r: (
+        r.method == "POST" and r.url.path.endswith("/connections")
+    )
     assert (await click(service)).status_code == 503
     transport.lose_response_for = None
     assert (await click(service)).status_code == 302

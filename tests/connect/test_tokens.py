@@ -25,8 +25,12 @@ def encode(claims: dict[str, object], secret: str = SECRET, alg: str = "HS256") 
 
 
 def base_claims(**changes: object) -> dict[str, object]:
-    claims: dict[str, object] = {"sub": "cus-1", "aud": AUDIENCE, "iat": int(NOW.timestamp()),
-                                 "exp": int((NOW + timedelta(minutes=10)).timestamp())}
+    claims: dict[str, object] = {
+        "sub": "cus-1",
+        "aud": AUDIENCE,
+        "iat": int(NOW.timestamp()),
+        "exp": int((NOW + timedelta(minutes=10)).timestamp()),
+    }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -69,16 +73,37 @@ def none_alg_token() -> str:
         encode(base_claims(sub="")),
         encode(base_claims(iat=None)),
         encode(base_claims(exp=int((NOW - timedelta(minutes=1)).timestamp()))),
-        encode(base_claims(iat=int((NOW + timedelta(minutes=5)).timestamp()),
-                           exp=int((NOW + timedelta(minutes=10)).timestamp()))),
+        encode(
+            base_claims(
+                iat=int((NOW + timedelta(minutes=5)).timestamp()),
+                exp=int((NOW + timedelta(minutes=10)).timestamp()),
+            )
+        ),
         encode(base_claims(exp=int((NOW + timedelta(minutes=16)).timestamp()))),
         encode(base_claims(lang="de")),
         encode(base_claims(jti=12)),
         "x" * 5000,
     ],
-    ids=["missing", "empty", "garbage", "three-parts", "bad-signature", "HS512", "alg-none",
-         "wrong-aud", "no-aud", "no-sub", "empty-sub", "no-iat", "expired", "future-iat",
-         "too-long-lived", "bad-lang", "bad-jti", "huge"],
+    ids=[
+        "missing",
+        "empty",
+        "garbage",
+        "three-parts",
+        "bad-signature",
+        "HS512",
+        "alg-none",
+        "wrong-aud",
+        "no-aud",
+        "no-sub",
+        "empty-sub",
+        "no-iat",
+        "expired",
+        "future-iat",
+        "too-long-lived",
+        "bad-lang",
+        "bad-jti",
+        "huge",
+    ],
 )
 def test_refused(token: str | None) -> None:
     with pytest.raises(InvalidConnectToken):
