@@ -1,0 +1,62 @@
+"""Routes for tests in another process: the call log, the state, the clock, webhooks.
+
+Not part of Codat's surface; they sit under `/_sandbox/` behind the same API key.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.sandbox.emulator import sandbox_of
+from app.sandbox.errors import CodatError
+from app.sandbox.validation import parse_json
+
+router = APIRouter(prefix="/_sandbox")
+
+
+@router.get("/calls")
+async def list_calls(request: Request) -> JSONResponse:
+    return JSONResponse(
+        [
+            {
+                "method": call.method,
+                "path": call.path,
+                "route": call.route,
+                "status": call.status,
+                "at": call.at.isoformat(),
+            }
+            for call in sandbox_of(request).calls
+        ]
+    )
+
+
+@router.delete("/calls")
+async def reset_calls(request: Request) -> Response:
+    sandbox_of(request).reset_calls()
+    return Response(status_code=204)
+
+
+@router.get("/state")
+async def state(request: Request) -> JSONResponse:
+    return JSONResponse(sandbox_of(request).store.snapshot())
+
+
+@router.get("/webhooks")
+async def webhook_deliveries(request: Request) -> JSONResponse:
+    return JSONResponse([d.summary() for d in sandbox_of(request).webhooks.deliveries])
+
+
+@router.post("/clock/advance")
+async def advance_clock(request: Request) -> JSONResponse:
+    body = parse_json(await request.body())
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | Decimal) or seconds < 0:
+        raise CodatError(400, 'Send {"seconds": n} with n a number of seconds, at least 0.')
+    sandbox = sandbox_of(request)
+    now = sandbox.clock.advance(timedelta(seconds=float(seconds)))
+    sandbox.settle()
+    return JSONResponse({"now": now.isoformat()})

@@ -1,0 +1,132 @@
+"""The sandbox as a FastAPI app: Codat's API, the Link page, the QuickBooks simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.sandbox import admin, api, link, qbo, source_accounts
+from app.sandbox.config import SandboxConfig
+from app.sandbox.emulator import Sandbox
+from app.sandbox.errors import CodatError, FieldError, error_response
+from app.sandbox.state import ApiCall
+
+PAGE_PREFIXES = ("/link/", "/qbo", "/logos/")
+ADMIN_PREFIX = "/_sandbox/"
+_HTTP_MESSAGES = {
+    404: "The requested resource was not found.",
+    405: "The method is not allowed for the requested resource.",
+}
+
+
+def route_path(scope: Scope) -> str:
+    """The request path below the sandbox's mount point."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
+class SandboxMiddleware:
+    """Checks the API key on Codat's routes and records every Codat API call."""
+
+    def __init__(self, app: ASGIApp, sandbox: Sandbox) -> None:
+        self.app = app
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.sandbox.settle()
+        path = route_path(scope)
+        if path.startswith(PAGE_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        is_api_call = not path.startswith(ADMIN_PREFIX)
+        headers = dict(scope["headers"])
+        status = 500
+        try:
+            if not self.sandbox.authorized(headers.get(b"authorization", b"").decode("latin-1")):
+                status = 401
+                response = error_response(401, "Unauthorized: a valid API key is required.")
+                await response(scope, receive, send)
+                return
+
+            async def send_and_note_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            if is_api_call:
+                route = scope.get("route")
+                self.sandbox.calls.append(
+                    ApiCall(
+                        method=scope["method"],
+                        path=path,
+                        route=getattr(route, "path", None),
+                        status=status,
+                        at=self.sandbox.clock.now(),
+                    )
+                )
+
+
+async def _codat_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CodatError)
+    return error_response(exc.status_code, exc.message, exc.field_errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, message)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg")), "Type")
+        for e in exc.errors()
+    ]
+    return error_response(400, "The request is invalid.", errors)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(500, "An unexpected error occurred in the Codat sandbox.")
+
+
+def create_sandbox_app(config: SandboxConfig) -> FastAPI:
+    """A Codat emulator; raises ValueError when the configuration could not exist at Codat."""
+    sandbox = Sandbox(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await sandbox.aclose()
+
+    app = FastAPI(
+        title="Codat sandbox",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.sandbox = sandbox
+    for router in (api.router, source_accounts.router, admin.router, link.router, qbo.router):
+        app.include_router(router)
+    app.add_exception_handler(CodatError, _codat_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(SandboxMiddleware, sandbox=sandbox)
+    return app

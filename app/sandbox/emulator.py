@@ -1,0 +1,79 @@
+"""One running sandbox: its clock, state, call log and webhook emitter."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+from datetime import datetime
+
+from fastapi import Request
+
+from app.sandbox.bank_feeds import BankFeeds
+from app.sandbox.config import SandboxConfig
+from app.sandbox.state import ApiCall, SandboxClock
+from app.sandbox.store import SandboxStore
+from app.sandbox.webhooks import WebhookEmitter
+
+
+class Sandbox:
+    """Everything one sandbox holds; tests reach it as `app.state.sandbox`."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        config.validate()
+        self.config = config
+        self.clock = SandboxClock()
+        self.webhooks = WebhookEmitter(config, self.clock)
+        self.store = SandboxStore(self.clock, config.base_url, self.webhooks.emit)
+        self.bank_feeds = BankFeeds(self.store, config.disconnect_delay, self._settle_at)
+        self.calls: list[ApiCall] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: datetime | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._authorization = base64.b64encode(config.api_key.encode()).decode()
+
+    def reset_calls(self) -> None:
+        self.calls.clear()
+
+    def settle(self) -> None:
+        """Catch up with the clock: apply disconnections whose delay has passed."""
+        next_due = self.bank_feeds.settle()
+        if next_due is not None:
+            self._settle_at(next_due)
+
+    def authorized(self, header: str | None) -> bool:
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        return scheme.lower() == "basic" and hmac.compare_digest(
+            credentials.strip().encode(), self._authorization.encode()
+        )
+
+    def _settle_at(self, due: datetime) -> None:
+        # One timer, for the earliest disconnection, on top of the lazy catch-up on each
+        # request, so webhooks fire even when nobody calls; settle() sets the next one.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._timer_loop is loop and self._timer_due is not None and self._timer_due <= due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+
+        def fire() -> None:
+            self._timer = self._timer_due = self._timer_loop = None
+            self.settle()
+
+        delay = max((due - self.clock.now()).total_seconds(), 0.0) + 0.01
+        self._timer = loop.call_later(delay, fire)
+        self._timer_due, self._timer_loop = due, loop
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_due = self._timer_loop = None
+        await self.webhooks.aclose()
+
+
+def sandbox_of(request: Request) -> Sandbox:
+    sandbox: Sandbox = request.app.state.sandbox
+    return sandbox

@@ -1,0 +1,142 @@
+"""What the sandbox remembers: companies, connections, source accounts, credentials, the clock."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+
+class SandboxClock:
+    """Wall-clock UTC plus an offset that tests move forward to expire one-time passwords."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def today(self) -> date:
+        return self.now().date()
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise ValueError("the sandbox clock only moves forward")
+        self._offset += delta
+        return self.now()
+
+
+class ConnectionStatus(StrEnum):
+    PENDING_AUTH = "PendingAuth"
+    LINKED = "Linked"
+    UNLINKED = "Unlinked"
+    DEAUTHORIZED = "Deauthorized"
+
+
+class SourceAccountStatus(StrEnum):
+    PENDING = "pending"
+    CONNECTED = "connected"
+    CONNECTING = "connecting"
+    DISCONNECTED = "disconnected"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Integration:
+    key: str
+    name: str
+    integration_id: str
+    source_id: str
+    source_type: str
+
+
+QBO_BANK_FEEDS = Integration(
+    key="hcws",
+    name="QuickBooks Online Bank Feeds",
+    integration_id="8f4ae7a2-7f8d-4e39-9a0f-5c0d6f4b2c11",
+    source_id="c1f35e0b-0a5e-4c64-8b7e-2d3b9a1d7f42",
+    source_type="BankFeed",
+)
+INTEGRATIONS = {QBO_BANK_FEEDS.key: QBO_BANK_FEEDS}
+
+
+@dataclass
+class SourceAccount:
+    id: str
+    account_name: str
+    account_type: str
+    account_number: str
+    currency: str
+    balance: Decimal
+    modified_date: datetime
+    sort_code: str | None = None
+    routing_info: dict[str, object] | None = None
+    account_info: dict[str, object] | None = None
+    status: SourceAccountStatus = SourceAccountStatus.PENDING
+    feed_start_date: date | None = None
+    # Set when the SMB disconnects in QuickBooks; Codat reports it only after a delay.
+    disconnect_due: datetime | None = None
+
+
+@dataclass
+class Credential:
+    username: str
+    password: str
+    issued_at: datetime
+    signed_in_at: datetime | None = None
+
+
+@dataclass
+class Connection:
+    id: str
+    company_id: str
+    integration: Integration
+    created: datetime
+    status: ConnectionStatus = ConnectionStatus.PENDING_AUTH
+    source_accounts: dict[str, SourceAccount] = field(default_factory=dict)
+    credentials: dict[str, Credential] = field(default_factory=dict)
+
+
+@dataclass
+class Company:
+    id: str
+    name: str
+    description: str
+    tags: dict[str, str]
+    created: datetime
+    connections: dict[str, Connection] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LinkPass:
+    """A one-time password in a connection's linkUrl."""
+
+    otp: str
+    company_id: str
+    connection_id: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class QboSession:
+    """A QuickBooks simulator sign-in, bound to the connection whose credentials were used."""
+
+    token: str
+    company_id: str
+    connection_id: str
+    signed_in_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    method: str
+    path: str
+    route: str | None
+    status: int
+    at: datetime
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,112 @@
+"""Codat's JSON shapes for the sandbox's state: companies, connections, source accounts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from app.sandbox.state import Company, Connection, SourceAccount
+
+Json = dict[str, object]
+
+
+def format_datetime(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_date(day: date) -> str:
+    return day.isoformat()
+
+
+def json_number(amount: Decimal) -> int | float:
+    """A JSON number for a money amount; integral amounts stay integers."""
+    if amount == amount.to_integral_value():
+        return int(amount)
+    return float(amount)
+
+
+def company_json(company: Company, base_url: str, connections: list[Json]) -> Json:
+    return {
+        "id": company.id,
+        "name": company.name,
+        "description": company.description,
+        "redirect": f"{base_url}/link/company/{company.id}",
+        "lastSync": None,
+        "created": format_datetime(company.created),
+        "createdByUserName": None,
+        "products": [],
+        "tags": dict(company.tags),
+        "referenceSubsidiaryCompanies": [],
+        "dataConnections": connections,
+    }
+
+
+def company_reference_json(company: Company, base_url: str) -> Json:
+    return {
+        "id": company.id,
+        "name": company.name,
+        "description": company.description,
+        "links": {"portal": f"{base_url}/companies/{company.id}"},
+        "tags": dict(company.tags),
+    }
+
+
+def connection_json(connection: Connection, link_url: str) -> Json:
+    # Connection is `additionalProperties: false` in the spec: nothing beyond these keys.
+    return {
+        "id": connection.id,
+        "integrationId": connection.integration.integration_id,
+        "integrationKey": connection.integration.key,
+        "sourceId": connection.integration.source_id,
+        "sourceType": connection.integration.source_type,
+        "platformName": connection.integration.name,
+        "linkUrl": link_url,
+        "status": connection.status.value,
+        "lastSync": None,
+        "created": format_datetime(connection.created),
+        "dataConnectionErrors": None,
+        "connectionInfo": None,
+    }
+
+
+def _source_account_fields(account: SourceAccount) -> Json:
+    """The fields v1 and v2 source accounts share."""
+    return {
+        "id": account.id,
+        "accountName": account.account_name,
+        "accountType": account.account_type,
+        "accountNumber": account.account_number,
+        "sortCode": account.sort_code,
+        "currency": account.currency,
+        "balance": json_number(account.balance),
+        "modifiedDate": format_datetime(account.modified_date),
+        "status": account.status.value,
+    }
+
+
+def source_account_v2_json(account: SourceAccount) -> Json:
+    body = _source_account_fields(account)
+    start = account.feed_start_date
+    body["feedStartDate"] = format_date(start) if start else None
+    if account.routing_info is not None:
+        body["routingInfo"] = dict(account.routing_info)
+    body["accountInfo"] = _account_info_json(account.account_info)
+    return body
+
+
+def _account_info_json(info: dict[str, object] | None) -> Json | None:
+    if info is None:
+        return None
+    available = info.get("availableBalance")
+    if isinstance(available, Decimal):
+        return {**info, "availableBalance": json_number(available)}
+    return dict(info)
+
+
+def source_account_v1_json(account: SourceAccount) -> Json:
+    """The v1 `SourceAccount` shape, which Update source account answers with."""
+    body = _source_account_fields(account)
+    start = account.feed_start_date
+    # v1 types feedStartDate as a DateTime where v2 has a Date.
+    body["feedStartDate"] = f"{format_date(start)}T00:00:00Z" if start else None
+    return body
