@@ -43,6 +43,7 @@ def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> Reda
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # our client logs each Codat call
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "app"):
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, RedactingFilter)]:

@@ -24,8 +24,11 @@ from app.db import create_engine, session_factory
 from app.demo.routes import router as demo_router
 from app.demo.seed import seed_demo_customers
 from app.logs import configure_logging
+from app.ops.routes import router as ops_router
 from app.pages import message_page, pick_language
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings, load_settings
+from app.webhooks.jobs import background_jobs as webhook_background_jobs
+from app.webhooks.routes import router as webhook_router
 
 log = logging.getLogger("app")
 MAX_BODY_BYTES = 1_000_000
@@ -47,8 +50,9 @@ def create_app(
     """The service. Tests pass their own Codat transport or webhook route into the sandbox."""
     settings = settings or load_settings()
     settings.check_production()
-    sandbox_app = (_build_sandbox(settings, sandbox_webhook_transport)
-                   if settings.sandbox_mode else None)
+    sandbox_app = (
+        _build_sandbox(settings, sandbox_webhook_transport) if settings.sandbox_mode else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,7 +81,10 @@ def create_app(
         if settings.sandbox_mode and seed_demo:
             await seed_demo_customers(app.state.sessions)
         app.state.connect_service = ConnectService(
-            app.state.sessions, app.state.codat, settings.allowed_link_hosts
+            app.state.sessions,
+            app.state.codat,
+            settings.allowed_link_hosts,
+            retry_budget_seconds=settings.connect_retry_budget_seconds,
         )
         tasks = [
             asyncio.create_task(job(app))
@@ -104,6 +111,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.background_jobs = []  # [background jobs] coroutines run for the app's lifetime
+    app.state.background_jobs.extend(webhook_background_jobs(settings))
     app.state.sandbox_app = sandbox_app
     from app.limits import BodySizeLimit
 
@@ -121,8 +129,8 @@ def create_app(
 def _add_routes(app: FastAPI) -> None:
     app.include_router(connect_router)
     app.include_router(connect_ops_router)
-    # [ops routes]
-    # [webhook routes]
+    app.include_router(ops_router)
+    app.include_router(webhook_router)
     if app.state.settings.sandbox_mode:
         app.include_router(demo_router)
 
@@ -190,8 +198,7 @@ def _secret_values(settings: Settings) -> list[str]:
     return values
 
 
-def _build_sandbox(settings: Settings,
-                   webhook_transport: httpx.AsyncBaseTransport | None) -> Any:
+def _build_sandbox(settings: Settings, webhook_transport: httpx.AsyncBaseTransport | None) -> Any:
     from datetime import timedelta
 
     from app.sandbox import SandboxConfig, create_sandbox_app

@@ -11,7 +11,6 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
-from app.codat.client import retry_budget
 from app.codat.errors import CodatError
 from app.connect.service import CodatUnavailable, ConnectRefused, ConnectService, UnsafeLinkUrl
 from app.connect.tokens import (
@@ -60,8 +59,7 @@ async def _connect(request: Request, token: str | None, status_code: int) -> Res
         return message_page(request, "token_invalid", 401, lang)
     service: ConnectService = request.app.state.connect_service
     try:
-        with retry_budget(settings.connect_retry_budget_seconds):
-            link_url = await service.connect(claims.customer_id)
+        link_url = await service.connect(claims.customer_id)
     except ConnectRefused as exc:
         return message_page(request, exc.reason, exc.status_code, lang)
     except (CodatUnavailable, UnsafeLinkUrl) as exc:

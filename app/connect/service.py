@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.sync import create_missing, update_changed
-from app.codat.client import CodatClient
+from app.codat.client import CodatClient, retry_budget
 from app.codat.errors import CodatError, CodatNotFound
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS, Connection
 from app.customers.repository import get_customer_with_accounts
@@ -28,8 +28,7 @@ log = logging.getLogger("app.connect")
 
 CONNECTABLE_COUNTRIES = frozenset({"US", "CA"})
 CUSTOMER_TAG = "bankfeedsCustomerId"
-LEASE_TTL = timedelta(seconds=20)
-LEASE_WAIT_SECONDS = 15.0
+LEASE_WAIT_SECONDS = 12.0
 _COMPANY_NAME_DROP = re.compile(r"[^A-Za-z0-9\s\-',&@.?!]")
 
 
@@ -62,10 +61,15 @@ class ConnectService:
         sessions: async_sessionmaker[AsyncSession],
         codat: CodatClient,
         allowed_link_hosts: frozenset[str],
+        *,
+        retry_budget_seconds: float = 4.0,
     ) -> None:
         self.sessions = sessions
         self.codat = codat
         self.allowed_link_hosts = allowed_link_hosts
+        self.budget = retry_budget_seconds
+        # A lease outlives its holder's Codat retries; after a crash it frees itself this soon.
+        self.lease_ttl = timedelta(seconds=retry_budget_seconds + 5)
         self.owner = f"{uuid.uuid4().hex[:12]}"
 
     async def connect(self, customer_id: str) -> str:
@@ -73,16 +77,20 @@ class ConnectService:
         async with self.sessions() as session:
             customer = await self._eligible_customer(session, customer_id)
             feed = customer.bank_feed
-            if _is_settled(customer, feed):
-                assert feed is not None and feed.company_id and feed.connection_id
+            settled = _is_settled(customer, feed)
+        if settled:  # the database connection is back in the pool before Codat is called
+            assert feed is not None and feed.company_id and feed.connection_id
+            with retry_budget(self.budget):
                 connection = await self._get_connection(feed.company_id, feed.connection_id)
-                if connection is not None and connection.reusable:
-                    await self._note_status(session, feed, connection)
-                    return self._safe_link(connection)
+            if connection is not None and connection.reusable:
+                if connection.status != feed.connection_status:
+                    await self._store_status(customer_id, connection.status)
+                return self._safe_link(connection)
         async with self._lease(customer_id) as won:
             if not won:  # another click finished the work while we waited
                 return await self.connect(customer_id)
-            return await self._complete(customer_id)
+            with retry_budget(self.budget):
+                return await self._complete(customer_id)
 
     # --- steps -------------------------------------------------------------------------
 
@@ -101,6 +109,7 @@ class ConnectService:
             customer = await self._eligible_customer(session, customer_id)
             feed = await feeds.get_bank_feed(session, customer_id)
             assert feed is not None  # the lease created it
+            await session.commit()  # no transaction stays open across a Codat call
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
             connection = await self._ensure_connection(session, feed, company_id)
             accounts = list(customer.source_accounts)
@@ -172,6 +181,12 @@ class ConnectService:
         if feeds.set_connection_status(feed, connection.status, utcnow()):
             await session.commit()
 
+    async def _store_status(self, customer_id: str, status: str) -> None:
+        async with self.sessions() as session:
+            feed = await feeds.get_bank_feed(session, customer_id)
+            if feed is not None and feeds.set_connection_status(feed, status, utcnow()):
+                await session.commit()
+
     def _safe_link(self, connection: Connection) -> str:
         link = connection.link_url or ""
         parts = urlsplit(link)
@@ -189,11 +204,11 @@ class ConnectService:
     async def _lease(self, customer_id: str) -> AsyncIterator[bool]:
         """Hold the customer's lease in the database; yields False if the work got done."""
         owner = f"{self.owner}:{secrets.token_hex(6)}"
-        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        deadline = time.monotonic() + max(LEASE_WAIT_SECONDS, self.lease_ttl.total_seconds() + 1)
         delay = 0.02
         while True:
             async with self.sessions() as session:
-                won = await feeds.try_lease(session, customer_id, owner, LEASE_TTL)
+                won = await feeds.try_lease(session, customer_id, owner, self.lease_ttl)
                 await session.commit()
                 if not won:
                     customer = await get_customer_with_accounts(session, customer_id)
