@@ -216,6 +216,7 @@ def _build_sandbox(settings: Settings, webhook_transport: httpx.AsyncBaseTranspo
             callout_body_fr=settings.link_callout_body_fr,
             disconnect_delay=timedelta(seconds=settings.sandbox_disconnect_delay_seconds),
             return_url=settings.public_base_url + "/",
+            webhook_transport=webhook_transport,
         )
     )
 

@@ -7,7 +7,7 @@ import secrets
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     reconciler_enabled: bool = True
     reconciler_interval_seconds: float = 30.0
     reconciler_budget_per_minute: int = 60
+    reconciler_pending_interval_seconds: float = Field(default=15.0, gt=0)
+    reconciler_pending_window_seconds: float = Field(default=3600.0, ge=0)
+    reconciler_linked_interval_seconds: float = Field(default=21600.0, gt=0)
+
+    # Webhook inbox worker and where background work runs: `in-process` in each service
+    # process, `off` to leave it to `bankfeeds worker` (several web replicas).
+    background_workers: Literal["in-process", "off"] = "in-process"
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
     sandbox_disconnect_delay_seconds: float = 20.0
 
     @field_validator("codat_link_hosts", mode="before")

@@ -109,6 +109,8 @@ class ConnectService:
             customer = await self._eligible_customer(session, customer_id)
             feed = await feeds.get_bank_feed(session, customer_id)
             assert feed is not None  # the lease created it
+            feed.last_click_at = utcnow()  # the reconciler watches a fresh click closely
+            feed.next_reconcile_at = None
             await session.commit()  # no transaction stays open across a Codat call
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
             connection = await self._ensure_connection(session, feed, company_id)
@@ -207,14 +209,16 @@ class ConnectService:
         deadline = time.monotonic() + max(LEASE_WAIT_SECONDS, self.lease_ttl.total_seconds() + 1)
         delay = 0.02
         while True:
+            settled = False
             async with self.sessions() as session:
                 won = await feeds.try_lease(session, customer_id, owner, self.lease_ttl)
                 await session.commit()
                 if not won:
                     customer = await get_customer_with_accounts(session, customer_id)
-                    if customer is not None and _is_settled(customer, customer.bank_feed):
-                        yield False
-                        return
+                    settled = customer is not None and _is_settled(customer, customer.bank_feed)
+            if settled:  # yield only once the session is closed: the caller opens its own
+                yield False
+                return
             if won:
                 break
             if time.monotonic() + delay > deadline:

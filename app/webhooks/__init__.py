@@ -1,0 +1,1 @@
+"""Codat webhooks: verified, stored once in the inbox, handled after the response."""

@@ -1,0 +1,52 @@
+"""`bankfeeds worker`: the webhook inbox worker and the reconciler, without HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from app.settings import Settings, load_settings
+
+log = logging.getLogger("app.worker")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = sub.add_parser(
+        "worker", help="handle Codat webhooks and reconcile bank feeds (no HTTP)"
+    )
+    worker.add_argument("--once", action="store_true", help="handle what is due now, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.check_production()
+    # Web replicas may set BACKGROUND_WORKERS=off; this process exists to do that work.
+    settings = settings.model_copy(update={"background_workers": "in-process"})
+    return asyncio.run(run_worker(settings, once=args.once))
+
+
+async def run_worker(settings: Settings, *, once: bool) -> int:
+    from app.main import create_app
+    from app.webhooks.jobs import build_inbox_worker, build_reconciler
+
+    app = create_app(settings, run_background=not once, seed_demo=False)
+    async with app.router.lifespan_context(app):
+        if once:
+            handled = await build_inbox_worker(app).run_once()
+            refreshed = 0
+            if settings.reconciler_enabled:
+                refreshed = len((await build_reconciler(app).run_once()).refreshed)
+            print(f"Handled {handled} webhook event(s), refreshed {refreshed} bank feed(s).")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("worker running: webhook inbox%s", " and reconciler" * settings.reconciler_enabled)
+        print("bankfeeds worker running; stop with Ctrl-C or SIGTERM.", file=sys.stderr)
+        await stop.wait()
+    return 0

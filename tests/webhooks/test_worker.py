@@ -1,0 +1,194 @@
+"""The inbox worker: retries with backoff, one claim per attempt across processes, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import create_engine, session_factory, utcnow
+from app.webhooks import inbox
+from app.webhooks.handlers import HANDLERS
+from app.webhooks.inbox import InboxEvent, Outcome
+from app.webhooks.jobs import background_jobs, build_inbox_worker
+from app.webhooks.worker import InboxWorker
+from tests.conftest import WEBHOOK_SECRET, Service, make_settings
+from tests.webhooks.support import (
+    at,
+    connection_payload,
+    deliver,
+    envelope,
+    events,
+    feed,
+    running,
+    seed_feed,
+)
+
+CONNECTED = envelope("connection.connected", connection_payload("Linked"), at(10))
+
+
+class Flaky:
+    """Fails the first `failures` calls, then hands over to the real handler."""
+
+    def __init__(self, failures: int, message: str = "database went away") -> None:
+        self.failures = failures
+        self.message = message
+        self.calls = 0
+
+    async def __call__(self, session: AsyncSession, event: InboxEvent) -> Outcome:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError(self.message)
+        return await HANDLERS[event.event_type](session, event)
+
+
+async def wait_until_due(service: Service) -> None:
+    [row] = await events(service.sessions)
+    assert row.next_attempt_at is not None
+    await asyncio.sleep(max((row.next_attempt_at - utcnow()).total_seconds(), 0) + 0.02)
+
+
+async def test_a_failure_is_retried_with_backoff_and_then_succeeds(service: Service) -> None:
+    await seed_feed(service.sessions)
+    await deliver(service.client, CONNECTED)
+    flaky = Flaky(2, message=f"cannot reach db with {WEBHOOK_SECRET}")
+    worker = build_inbox_worker(
+        service.app, handlers={"connection.connected": flaky}, retry_base_seconds=0.1
+    )
+    before = utcnow()
+    await worker.run_once()
+    [row] = await events(service.sessions)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None and row.last_error.startswith("RuntimeError: cannot reach")
+    assert WEBHOOK_SECRET not in row.last_error  # secrets are redacted from stored errors
+    assert row.next_attempt_at is not None
+    first_delay = row.next_attempt_at - before
+    assert timedelta(seconds=0.1) <= first_delay < timedelta(seconds=0.5)
+    assert (await feed(service.sessions)).connection_status == "PendingAuth"  # rolled back
+
+    await worker.run_once()  # not due yet: nothing happens
+    assert flaky.calls == 1
+
+    await wait_until_due(service)
+    before = utcnow()
+    await worker.run_once()
+    [row] = await events(service.sessions)
+    assert (row.status, row.attempts) == ("pending", 2)
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at - before >= timedelta(seconds=0.2)  # doubled
+
+    await wait_until_due(service)
+    await worker.run_once()
+    [row] = await events(service.sessions)
+    assert (row.status, row.attempts, row.last_error) == ("handled", 3, None)
+    assert (await feed(service.sessions)).connection_status == "Linked"
+    assert flaky.calls == 3
+
+
+async def test_gives_up_after_the_last_attempt(service: Service) -> None:
+    await seed_feed(service.sessions)
+    await deliver(service.client, CONNECTED)
+    flaky = Flaky(99)
+    worker = build_inbox_worker(
+        service.app,
+        handlers={"connection.connected": flaky},
+        retry_base_seconds=0.01,
+        max_attempts=3,
+    )
+    for _ in range(3):
+        await worker.run_once()
+        [row] = await events(service.sessions)
+        if row.status == "pending":
+            await wait_until_due(service)
+    [row] = await events(service.sessions)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 3, None)
+    assert row.last_error == "RuntimeError: database went away"
+    await worker.run_once()
+    assert flaky.calls == 3
+
+
+async def test_two_processes_handle_each_event_exactly_once(
+    service: Service,
+    database_url: str,
+) -> None:
+    for n in range(30):
+        body = envelope(f"test.event.{n % 3}", {"n": n})
+        assert (await deliver(service.client, body)).status_code == 202
+    seen: Counter[int] = Counter()
+
+    async def count(session: AsyncSession, event: InboxEvent) -> Outcome:
+        seen[event.id] += 1
+        await asyncio.sleep(0)  # let the other worker run in between
+        return Outcome("handled")
+
+    handlers = {f"test.event.{n}": count for n in range(3)}
+    engines = [create_engine(database_url) for _ in range(2)]  # two "processes"
+    try:
+        workers = [InboxWorker(session_factory(e), handlers=handlers) for e in engines]
+        made = await asyncio.gather(*(w.run_once() for w in workers))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    rows = await events(service.sessions)
+    assert len(rows) == 30 and {r.status for r in rows} == {"handled"}
+    assert {r.attempts for r in rows} == {1}
+    assert sorted(seen) == sorted(r.id for r in rows) and set(seen.values()) == {1}
+    assert sum(made) >= 30
+
+
+async def test_an_abandoned_claim_is_taken_over_after_its_lease(service: Service) -> None:
+    await seed_feed(service.sessions)
+    await deliver(service.client, CONNECTED)
+    [row] = await events(service.sessions)
+    async with service.sessions() as session:  # a process claims it, then dies
+        assert await inbox.claim(session, row.id, 0, utcnow(), timedelta(seconds=0.3))
+        await session.commit()
+    async with service.sessions() as session:  # and nobody else can claim that attempt
+        assert not await inbox.claim(session, row.id, 0, utcnow(), timedelta(seconds=0.3))
+    worker = build_inbox_worker(service.app)
+    assert await worker.run_once() == 0
+    await wait_until_due(service)
+    assert await worker.run_once() == 1
+    [row] = await events(service.sessions)
+    assert (row.status, row.attempts) == ("handled", 2)
+    assert (await feed(service.sessions)).connection_status == "Linked"
+
+
+async def test_a_restart_between_acceptance_and_handling_loses_nothing(database_url: str) -> None:
+    async with running(database_url) as first:  # no background work: nothing is handled
+        await seed_feed(first.sessions)
+        assert (await deliver(first.client, CONNECTED)).status_code == 202
+    async with running(
+        database_url, fresh=False, run_background=True, webhook_poll_seconds=0.05
+    ) as second:
+        for _ in range(100):
+            if [e.status for e in await events(second.sessions)] == ["handled"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.status for e in await events(second.sessions)] == ["handled"]
+        assert (await feed(second.sessions)).connection_status == "Linked"
+
+
+async def test_a_new_event_wakes_the_worker_without_waiting_for_the_poll(
+    database_url: str,
+) -> None:
+    async with running(database_url, run_background=True, webhook_poll_seconds=60.0) as service:
+        await seed_feed(service.sessions)
+        await asyncio.sleep(0.1)  # the worker has looked once and now waits up to a minute
+        started = asyncio.get_running_loop().time()
+        await deliver(service.client, CONNECTED)
+        while (await feed(service.sessions)).connection_status != "Linked":
+            assert asyncio.get_running_loop().time() - started < 5
+            await asyncio.sleep(0.02)
+
+
+def test_background_jobs_follow_the_settings() -> None:
+    settings = make_settings("sqlite+aiosqlite:///unused.db")
+    names = [job.__name__ for job in background_jobs(settings)]
+    assert names == ["inbox_worker_job"]  # the test settings turn the reconciler off
+    enabled = settings.model_copy(update={"reconciler_enabled": True})
+    assert [j.__name__ for j in background_jobs(enabled)] == ["inbox_worker_job", "reconciler_job"]
+    off = enabled.model_copy(update={"background_workers": "off"})
+    assert background_jobs(off) == []
