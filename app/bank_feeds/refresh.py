@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds import repository as feeds
-from app.bank_feeds.sync import apply_codat_account
+from app.bank_feeds.sync import apply_codat_account, forget_push
 from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
 from app.customers.repository import list_source_accounts
@@ -55,10 +55,7 @@ async def refresh_bank_feed(
         seen = by_id.get(account.id)
         if seen is None:
             if account.is_pushed:  # Codat no longer has it: it must be pushed again
-                account.pushed_at = None
-                account.codat_status = None
-                account.pushed_account_name = None
-                account.pushed_balance = None
+                forget_push(account)
                 changed.append(account.id)
             continue
         if apply_codat_account(account, seen, now):

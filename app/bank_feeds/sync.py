@@ -61,6 +61,16 @@ def mark_pushed(account: SourceAccount, at: datetime, seen: CodatSourceAccount |
         account.last_heard_at = at
 
 
+def forget_push(account: SourceAccount) -> None:
+    """Codat does not have this account (any more): the next push creates it."""
+    account.pushed_at = None
+    account.pushed_account_name = None
+    account.pushed_balance = None
+    account.codat_status = None
+    account.feed_start_date = None
+    account.status_changed_at = None
+
+
 def apply_codat_account(account: SourceAccount, seen: CodatSourceAccount, at: datetime) -> bool:
     """Store what Codat says of an account; returns True when the status changed."""
     account.last_heard_at = at

@@ -103,7 +103,11 @@ class ConnectUrlResponse(BaseModel):
     expires_at: datetime
 
 
-@ops_router.post("/customers/{customer_id}/connect-url", response_model=ConnectUrlResponse)
+@ops_router.post(
+    "/customers/{customer_id}/connect-url",
+    response_model=ConnectUrlResponse,
+    responses={404: {"description": "No such customer"}},
+)
 async def create_connect_url(
     customer_id: str,
     session: SessionDep,

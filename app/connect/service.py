@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import repository as feeds
-from app.bank_feeds.sync import create_missing, update_changed
+from app.bank_feeds.sync import create_missing, forget_push, update_changed
 from app.codat.client import CodatClient, retry_budget
 from app.codat.errors import CodatError, CodatNotFound
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS, Connection
@@ -113,8 +113,12 @@ class ConnectService:
             feed.next_reconcile_at = None
             await session.commit()  # no transaction stays open across a Codat call
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
+            previous = feed.connection_id
             connection = await self._ensure_connection(session, feed, company_id)
             accounts = list(customer.source_accounts)
+            if previous is not None and connection.id != previous:
+                for account in accounts:  # a new connection starts with no source accounts
+                    forget_push(account)
             try:
                 report = await create_missing(self.codat, company_id, connection.id, accounts)
                 await update_changed(self.codat, company_id, connection.id, accounts, report)

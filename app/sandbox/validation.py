@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import NoReturn
 
-from app.sandbox.currencies import ISO_4217_CURRENCIES
+from app.codat.currencies import ISO_4217_CURRENCIES
 from app.sandbox.errors import CodatError, FieldError
 from app.sandbox.state import ConnectionStatus, SourceAccountStatus
 

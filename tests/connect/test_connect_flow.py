@@ -231,6 +231,8 @@ async def test_unlinked_connection_is_replaced_and_kept_in_history(service: Serv
         history = (await session.execute(select(BankFeedConnection))).scalars().all()
     assert feed.connection_id != old.id and feed.connection_status == "PendingAuth"
     assert {h.connection_id for h in history} == {old.id, feed.connection_id}
+    new = next(c for c in connections(service) if c.id == feed.connection_id)
+    assert sorted(new.source_accounts) == ["cus-1-acc-0", "cus-1-acc-1"]
     replaced = next(h for h in history if h.connection_id == old.id)
     assert replaced.replaced_at is not None and replaced.status == "Unlinked"
 

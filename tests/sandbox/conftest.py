@@ -9,8 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sandbox_oas import check_response
-from sandbox_support import (
+
+from app.sandbox import create_sandbox_app
+from app.sandbox.emulator import Sandbox
+from tests.sandbox.sandbox_oas import check_response
+from tests.sandbox.sandbox_support import (
     AUTH,
     BASE_URL,
     WEBHOOK_SECRET,
@@ -19,9 +22,6 @@ from sandbox_support import (
     account_body,
     sandbox_config,
 )
-
-from app.sandbox import create_sandbox_app
-from app.sandbox.emulator import Sandbox
 
 _NOT_CODAT = ("/link/", "/qbo", "/logos/", "/_sandbox/")
 

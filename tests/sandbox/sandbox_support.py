@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sandbox_pages import Page, path_of
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.sandbox import SandboxConfig
+from tests.sandbox.sandbox_pages import Page, path_of
 
 API_KEY = "sandbox-key"
 BASE_URL = "http://sandbox"

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sandbox_oas import check_response
-from sandbox_support import BASE_URL
 
 from app.sandbox.emulator import Sandbox
+from tests.sandbox.sandbox_oas import check_response
+from tests.sandbox.sandbox_support import BASE_URL
 
 
 def _otp(link_url: str) -> str:

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from sandbox_pages import Page, path_of
-from sandbox_support import AUTH, ConnectionRef, account_body, get_credentials, sandbox_config
 
 from app.sandbox import create_sandbox_app
 from app.sandbox.emulator import Sandbox
+from tests.sandbox.sandbox_pages import Page, path_of
+from tests.sandbox.sandbox_support import (
+    AUTH,
+    ConnectionRef,
+    account_body,
+    get_credentials,
+    sandbox_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

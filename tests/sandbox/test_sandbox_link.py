@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_pages import Page, path_of
-from sandbox_support import ConnectionRef, get_credentials, sandbox_config
 
 from app.sandbox import create_sandbox_app
 from app.sandbox.emulator import Sandbox
+from tests.sandbox.sandbox_pages import Page, path_of
+from tests.sandbox.sandbox_support import ConnectionRef, get_credentials, sandbox_config
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_pages import Page, path_of
-from sandbox_support import ConnectionRef, get_credentials
 
 from app.sandbox.emulator import Sandbox
+from tests.sandbox.sandbox_pages import Page, path_of
+from tests.sandbox.sandbox_support import ConnectionRef, get_credentials
 
 RETURN_URL = "http://bank.example/bank-feeds/done"
 

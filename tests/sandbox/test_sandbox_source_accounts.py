@@ -6,10 +6,10 @@ import asyncio
 
 import httpx
 import pytest
-from sandbox_support import ConnectionRef, account_body
 
 from app.sandbox.emulator import Sandbox
 from app.sandbox.state import SourceAccountStatus
+from tests.sandbox.sandbox_support import ConnectionRef, account_body
 
 
 @pytest.fixture

@@ -12,11 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_oas import assert_valid
-from sandbox_pages import Page, path_of
-from sandbox_support import WEBHOOK_SECRET, ConnectionRef, WebhookReceiver, get_credentials
 
 from app.sandbox.emulator import Sandbox
+from tests.sandbox.sandbox_oas import assert_valid
+from tests.sandbox.sandbox_pages import Page, path_of
+from tests.sandbox.sandbox_support import (
+    WEBHOOK_SECRET,
+    ConnectionRef,
+    WebhookReceiver,
+    get_credentials,
+)
 
 SCHEMAS = {
     "connection": ("platform", "/components/schemas/ConnectionWebhook"),

@@ -1,0 +1,1 @@
+"""The operations API: customers, source accounts, bank-feed status, bulk import."""
