@@ -1,0 +1,185 @@
+"""The customer's click: first connect (ours and the SDK baseline) and the returning customer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.baseline import SdkJourney
+from bench.load import LoadResult, closed_loop
+from bench.seed import account_fields, seed_unconnected, settled_feeds
+from bench.stack import BenchFailure, Stack
+from bench.stats import summarize
+
+
+@dataclass(frozen=True)
+class Click:
+    elapsed_ms: float
+    codat_calls: int
+    sequential_round_trips: int
+    service_cpu_ms: float | None = None
+
+
+def first_connect_ids(count: int, index: int) -> str:
+    return f"fc-{count:02d}-{index}"
+
+
+async def click_first_connect(stack: Stack, customer_id: str) -> Click:
+    """One first click, timed from the request to the 302, and the Codat calls it made."""
+    await stack.reset_codat_log()
+    token = stack.connect_token(customer_id)
+    cpu_before = stack.cpu.snapshot()
+    started = time.perf_counter()
+    response = await stack.http.get("/connect-bank-feeds", params={"token": token})
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    service_cpu_ms = (stack.cpu.snapshot().service - cpu_before.service) * 1000
+    location = response.headers.get("location", "")
+    if response.status_code != 302 or not location.startswith(stack.sandbox_url + "/link/"):
+        answer = location or response.text[:300]
+        raise BenchFailure(f"first connect of {customer_id}: {response.status_code} {answer}")
+    calls, sequential = await stack.codat_usage()
+    return Click(elapsed_ms, calls, sequential, service_cpu_ms)
+
+
+async def run_sdk_journey(stack: Stack, sdk: SdkJourney, name: str, accounts: int) -> Click:
+    await stack.reset_codat_log()
+    bodies = [account_fields(i) for i in range(accounts)]
+    result = await sdk.run_async(name, bodies)
+    if not result.link_url.startswith(stack.sandbox_url + "/link/"):
+        raise BenchFailure(f"SDK journey returned {result.link_url!r}")
+    calls, sequential = await stack.codat_usage()
+    return Click(result.elapsed_ms, calls, sequential)
+
+
+def _clicks_summary(clicks: list[Click]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "wall_ms": summarize([c.elapsed_ms for c in clicks]),
+        "samples_ms": [round(c.elapsed_ms, 2) for c in clicks],
+        "codat_calls": [c.codat_calls for c in clicks],
+        "sequential_round_trips": [c.sequential_round_trips for c in clicks],
+    }
+    cpu = [c.service_cpu_ms for c in clicks if c.service_cpu_ms is not None]
+    if cpu:
+        summary["service_cpu_ms_mean"] = round(sum(cpu) / len(cpu), 2)
+    return summary
+
+
+async def first_connect(stack: Stack) -> dict[str, Any]:
+    """Ours and the SDK baseline alternate, customer by customer, on the same sandbox."""
+    config = stack.config
+    for count in config.account_counts:
+        batch = [first_connect_ids(count, i) for i in range(config.customers_per_count)]
+        await seed_unconnected(stack.db_dsn, batch, count)
+    await seed_unconnected(stack.db_dsn, ["fc-warmup"], 1)
+    sdk = SdkJourney(stack.sandbox_url, stack.secrets.codat_api_key)
+    ours: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+    try:
+        # Warm both paths once (imports, pools, prepared statements); not recorded.
+        await click_first_connect(stack, "fc-warmup")
+        await run_sdk_journey(stack, sdk, "Warm up", 1)
+        async with stack.rss.track("first_connect"):
+            for count in config.account_counts:
+                our_clicks, sdk_clicks = [], []
+                for index in range(config.customers_per_count):
+                    customer_id = first_connect_ids(count, index)
+                    our_clicks.append(await click_first_connect(stack, customer_id))
+                    sdk_clicks.append(
+                        await run_sdk_journey(stack, sdk, f"Baseline {count} {index}", count)
+                    )
+                ours[str(count)] = _clicks_summary(our_clicks)
+                baseline[str(count)] = _clicks_summary(sdk_clicks)
+    finally:
+        sdk.close()
+    stack.check_alive()
+    return {"ours": ours, "sdk_baseline": baseline}
+
+
+def _load_summary(result: LoadResult) -> dict[str, Any]:
+    return {
+        "concurrency": result.concurrency,
+        "latency_ms": summarize(result.latencies_ms),
+        "requests": result.completed,
+        "errors": dict(result.errors),
+        "seconds": round(result.elapsed_s, 2),
+        "rps": result.rps,
+    }
+
+
+async def _level(stack: Stack, request: Any, concurrency: int) -> tuple[LoadResult, dict[str, Any]]:
+    """Forget old one-time passwords, warm up, then measure."""
+    config = stack.config
+    await stack.expire_link_passwords()
+    warmup = concurrency * config.warmup_requests_per_worker
+    await closed_loop(request, concurrency, duration_s=10.0, max_requests=warmup)
+    await stack.reset_codat_log()
+    return await stack.measure(
+        request, concurrency, config.level_seconds, config.level_max_requests
+    )
+
+
+async def returning(stack: Stack) -> dict[str, Any]:
+    """Each level twice: straight to the sandbox (its round trip), then through the service."""
+    config = stack.config
+    ids = [f"rc-{i:03d}" for i in range(config.returning_customers)]
+    await seed_unconnected(stack.db_dsn, ids, 1)
+    tokens = [stack.connect_token(c) for c in ids]
+    link_prefix = stack.sandbox_url + "/link/"
+
+    async def first_click(worker: int, index: int) -> str:
+        response = await stack.browsers[worker].get(
+            "/connect-bank-feeds", params={"token": tokens[index]}
+        )
+        return "ok" if response.status_code == 302 else f"http {response.status_code}"
+
+    setup = await closed_loop(
+        first_click, min(10, len(stack.browsers)), duration_s=60.0, max_requests=len(ids)
+    )
+    feeds = await settled_feeds(stack.db_dsn, ids)
+    if setup.errors or len(feeds) != len(ids):
+        raise BenchFailure(f"returning customers' first connect failed: {dict(setup.errors)}")
+    paths = [f"/companies/{feeds[c][0]}/connections/{feeds[c][1]}" for c in ids]
+
+    async def sandbox_round_trip(worker: int, index: int) -> str:
+        response = await stack.codat_workers[worker].get(paths[index % len(paths)])
+        return "ok" if response.status_code == 200 else f"http {response.status_code}"
+
+    async def returning_click(worker: int, index: int) -> str:
+        response = await stack.browsers[worker].get(
+            "/connect-bank-feeds", params={"token": tokens[index % len(tokens)]}
+        )
+        if response.status_code != 302:
+            return f"http {response.status_code}"
+        if not response.headers.get("location", "").startswith(link_prefix):
+            return "unexpected location"
+        return "ok"
+
+    levels: dict[str, Any] = {}
+    for concurrency in config.concurrency_levels:
+        direct, _ = await _level(stack, sandbox_round_trip, concurrency)
+        async with stack.rss.track("returning"):
+            ours, cpu = await _level(stack, returning_click, concurrency)
+        calls = len(await stack.codat_calls())
+        stack.check_alive()
+        if not ours.latencies_ms or not direct.latencies_ms:
+            raise BenchFailure(
+                f"concurrency {concurrency}: no successful request "
+                f"(service {dict(ours.errors)}, sandbox {dict(direct.errors)})"
+            )
+        entry: dict[str, Any] = {
+            "sandbox": _load_summary(direct),
+            "ours": _load_summary(ours),
+            "cpu": cpu,
+        }
+        entry["codat_calls_per_click"] = (
+            round(calls / ours.completed, 3) if ours.completed else None
+        )
+        overhead = {}
+        for pct in ("p50", "p95", "p99"):
+            overhead[pct] = round(
+                entry["ours"]["latency_ms"][pct] - entry["sandbox"]["latency_ms"][pct], 2
+            )
+        entry["overhead_ms"] = overhead
+        levels[str(concurrency)] = entry
+    return levels

@@ -1,0 +1,202 @@
+"""The performance targets, judged from a run's results: met, missed, or not measured."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FIRST_CONNECT_ROUND_TRIPS = 3
+FIRST_CONNECT_SLACK_MS = 20.0
+RETURNING_SLACK_MS = 5.0
+RETURNING_P99_OVERHEAD_MS = 15.0
+RETURNING_P99_CONCURRENCY = "50"
+SDK_SPEEDUP = 5.0
+SDK_SPEEDUP_ACCOUNTS = "10"
+OPS_PAGE_P99_MS = 50.0
+IMPORT_SECONDS = 10.0
+PEAK_RSS_MB = 200.0
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    description: str
+    limit: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+    detail: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "MISSED", None: "not measured"}[self.met]
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def sandbox_round_trip_ms(results: dict[str, Any]) -> float | None:
+    """The sandbox's own p50 round trip at concurrency 1, measured in the same run."""
+    return _get(results, "returning", "1", "sandbox", "latency_ms", "p50")
+
+
+def _fmt(value: float | None, unit: str = " ms") -> str:
+    return "n/a" if value is None else f"{value:.1f}{unit}"
+
+
+def evaluate(results: dict[str, Any]) -> list[Target]:
+    rtt = sandbox_round_trip_ms(results)
+    return [
+        _first_connect(results, rtt),
+        _returning_p50(results, rtt),
+        _returning_p99_overhead(results),
+        _sdk_speedup(results),
+        _ops_page(results),
+        _bulk_import(results),
+        _peak_rss(results),
+    ]
+
+
+def _first_connect(results: dict[str, Any], rtt: float | None) -> Target:
+    ours = _get(results, "first_connect", "ours") or {}
+    p50s = {n: _get(v, "wall_ms", "p50") for n, v in ours.items()}
+    description = "First connect p50, every account count (1-50)"
+    if rtt is None or not p50s or None in p50s.values():
+        return Target("first_connect", description, "3 round trips + 20 ms", "n/a", None)
+    limit = FIRST_CONNECT_ROUND_TRIPS * rtt + FIRST_CONNECT_SLACK_MS
+    worst = max(p50s.values())
+    detail = ", ".join(f"{n} acct: {p:.1f} ms" for n, p in p50s.items())
+    cpu = [v["service_cpu_ms_mean"] for v in ours.values() if "service_cpu_ms_mean" in v]
+    if cpu:
+        detail += f"; the service spent {min(cpu):.0f}-{max(cpu):.0f} ms of CPU per click"
+    return Target(
+        "first_connect",
+        description,
+        f"<= {limit:.1f} ms (3 x {rtt:.1f} + 20)",
+        f"{worst:.1f} ms (worst)",
+        worst <= limit,
+        detail,
+    )
+
+
+def _returning_p50(results: dict[str, Any], rtt: float | None) -> Target:
+    p50 = _get(results, "returning", "1", "ours", "latency_ms", "p50")
+    description = "Returning customer p50 at concurrency 1"
+    if rtt is None or p50 is None:
+        return Target("returning_p50", description, "1 round trip + 5 ms", "n/a", None)
+    limit = rtt + RETURNING_SLACK_MS
+    cpu = _get(results, "returning", "1", "cpu", "service_ms_per_request")
+    detail = f"service CPU {cpu:.1f} ms per click" if cpu is not None else ""
+    return Target(
+        "returning_p50",
+        description,
+        f"<= {limit:.1f} ms ({rtt:.1f} + 5)",
+        _fmt(p50),
+        p50 <= limit,
+        detail,
+    )
+
+
+def _returning_p99_overhead(results: dict[str, Any]) -> Target:
+    level = _get(results, "returning", RETURNING_P99_CONCURRENCY)
+    overhead = _get(level, "overhead_ms", "p99")
+    description = f"Returning customer p99 overhead at concurrency {RETURNING_P99_CONCURRENCY}"
+    limit = f"<= {RETURNING_P99_OVERHEAD_MS:.0f} ms"
+    if overhead is None:
+        return Target("returning_p99_overhead", description, limit, "n/a", None)
+    detail = (
+        f"service p99 {_get(level, 'ours', 'latency_ms', 'p99'):.1f} ms - "
+        f"sandbox p99 {_get(level, 'sandbox', 'latency_ms', 'p99'):.1f} ms"
+    )
+    rps, cpu = _get(level, "ours", "rps"), _get(level, "cpu", "percent_of_one_core", "service")
+    if rps is not None and cpu is not None:
+        detail += f"; {rps:.0f} clicks/s with the service at {cpu:.0f}% of one core"
+    return Target(
+        "returning_p99_overhead",
+        description,
+        limit,
+        _fmt(overhead),
+        overhead <= RETURNING_P99_OVERHEAD_MS,
+        detail,
+    )
+
+
+def sdk_speedup(results: dict[str, Any], accounts: str) -> float | None:
+    ours = _get(results, "first_connect", "ours", accounts, "wall_ms", "p50")
+    sdk = _get(results, "first_connect", "sdk_baseline", accounts, "wall_ms", "p50")
+    if not ours or sdk is None:
+        return None
+    return sdk / ours
+
+
+def _sdk_speedup(results: dict[str, Any]) -> Target:
+    speedup = sdk_speedup(results, SDK_SPEEDUP_ACCOUNTS)
+    description = f"Faster than the SDK baseline at {SDK_SPEEDUP_ACCOUNTS} accounts (p50)"
+    limit = f">= {SDK_SPEEDUP:.0f}x"
+    if speedup is None:
+        return Target("sdk_speedup", description, limit, "n/a", None)
+    ours_calls = _get(results, "first_connect", "ours", SDK_SPEEDUP_ACCOUNTS, "codat_calls")
+    sdk_calls = _get(results, "first_connect", "sdk_baseline", SDK_SPEEDUP_ACCOUNTS, "codat_calls")
+    detail = ""
+    if ours_calls and sdk_calls:
+        ceiling = max(sdk_calls) / max(1, max(ours_calls))
+        detail = (
+            f"{max(sdk_calls)} sequential SDK calls against our {max(ours_calls)}: "
+            f"at zero overhead on both sides the ratio would be {ceiling:.2f}x"
+        )
+    return Target(
+        "sdk_speedup", description, limit, f"{speedup:.2f}x", speedup >= SDK_SPEEDUP, detail
+    )
+
+
+def _ops_page(results: dict[str, Any]) -> Target:
+    p99 = _get(results, "ops_status", "bank_feeds_page", "latency_ms", "p99")
+    customers = _get(results, "ops_status", "database", "customers")
+    description = "`GET /ops/bank-feeds?limit=100` p99"
+    if customers:
+        description += f" ({customers:,} customers)"
+    limit = f"< {OPS_PAGE_P99_MS:.0f} ms"
+    if p99 is None:
+        return Target("ops_page_p99", description, limit, "n/a", None)
+    cpu = _get(results, "ops_status", "bank_feeds_page", "cpu") or {}
+    detail = ""
+    if "postgres_ms_per_request" in cpu and "service_ms_per_request" in cpu:
+        detail = (
+            f"per page: Postgres {cpu['postgres_ms_per_request']:.1f} ms and service "
+            f"{cpu['service_ms_per_request']:.1f} ms of CPU"
+        )
+    return Target("ops_page_p99", description, limit, _fmt(p99), p99 < OPS_PAGE_P99_MS, detail)
+
+
+def _bulk_import(results: dict[str, Any]) -> Target:
+    imports = _get(results, "bulk_import") or {}
+    seconds = {fmt: _get(v, "seconds") for fmt, v in imports.items()}
+    accounts = max((_get(v, "accounts") or 0 for v in imports.values()), default=0)
+    description = f"Bulk import of {accounts:,} accounts (slowest format)"
+    limit = f"< {IMPORT_SECONDS:.0f} s"
+    if not seconds or None in seconds.values():
+        return Target("bulk_import", description, limit, "n/a", None)
+    worst = max(seconds.values())
+    detail = ", ".join(f"{fmt}: {s:.2f} s" for fmt, s in seconds.items())
+    return Target(
+        "bulk_import", description, limit, f"{worst:.2f} s", worst < IMPORT_SECONDS, detail
+    )
+
+
+def _peak_rss(results: dict[str, Any]) -> Target:
+    peaks = _get(results, "peak_rss_mb") or {}
+    description = "Service peak RSS, every scenario"
+    limit = f"< {PEAK_RSS_MB:.0f} MB"
+    if not peaks:
+        return Target("peak_rss", description, limit, "n/a", None)
+    worst = max(peaks.values())
+    detail = ", ".join(f"{k}: {v:.0f} MB" for k, v in peaks.items())
+    return Target("peak_rss", description, limit, f"{worst:.1f} MB", worst < PEAK_RSS_MB, detail)
+
+
+def as_json(targets: list[Target]) -> list[dict[str, Any]]:
+    return [asdict(t) | {"verdict": t.verdict} for t in targets]
