@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.db import insert_ignore, utcnow
-from app.models import BankFeed, BankFeedConnection
+from app.models import BankFeed, BankFeedConnection, Customer, SourceAccount
 
 
 async def get_bank_feed(session: AsyncSession, customer_id: str) -> BankFeed | None:
@@ -22,13 +23,43 @@ async def get_bank_feed(session: AsyncSession, customer_id: str) -> BankFeed | N
     return result.scalar_one_or_none()
 
 
+@dataclass
+class ClickState:
+    """What a click needs to know, in two light queries: no history, no relationships."""
+
+    country: str
+    feed: BankFeed | None
+    accounts: list[SourceAccount]
+
+
+async def get_click_state(session: AsyncSession, customer_id: str) -> ClickState | None:
+    row = (
+        await session.execute(
+            select(Customer.country, BankFeed)
+            .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
+            .where(Customer.id == customer_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    accounts = await session.execute(
+        select(SourceAccount).where(SourceAccount.customer_id == customer_id)
+    )
+    return ClickState(row[0], row[1], list(accounts.scalars()))
+
+
 async def get_bank_feed_by_company(session: AsyncSession, company_id: str) -> BankFeed | None:
     result = await session.execute(select(BankFeed).where(BankFeed.company_id == company_id))
     return result.scalar_one_or_none()
 
 
-async def try_lease(session: AsyncSession, customer_id: str, owner: str, ttl: timedelta) -> bool:
-    """Take the customer's bank-feed lease if free or expired. Commit right after."""
+async def try_lease(
+    session: AsyncSession, customer_id: str, owner: str, ttl: timedelta, *, click: bool = False
+) -> bool:
+    """Take the customer's bank-feed lease if free or expired. Commit right after.
+
+    With `click`, it also records the click: the reconciler watches a fresh one closely.
+    """
     now = utcnow()
     dialect = session.get_bind().dialect.name
     await session.execute(
@@ -46,7 +77,11 @@ async def try_lease(session: AsyncSession, customer_id: str, owner: str, ttl: ti
                 BankFeed.lock_owner == owner,
             ),
         )
-        .values(lock_owner=owner, locked_until=now + ttl)
+        .values(
+            lock_owner=owner,
+            locked_until=now + ttl,
+            **({"last_click_at": now, "next_reconcile_at": None} if click else {}),
+        )
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

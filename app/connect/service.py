@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -22,7 +22,7 @@ from app.codat.errors import CodatError, CodatNotFound
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS, Connection
 from app.customers.repository import get_customer_with_accounts
 from app.db import utcnow
-from app.models import BankFeed, Customer
+from app.models import BankFeed, Customer, SourceAccount
 
 log = logging.getLogger("app.connect")
 
@@ -75,9 +75,11 @@ class ConnectService:
     async def connect(self, customer_id: str) -> str:
         """Return a Link URL fetched from Codat during this call."""
         async with self.sessions() as session:
-            customer = await self._eligible_customer(session, customer_id)
-            feed = customer.bank_feed
-            settled = _is_settled(customer, feed)
+            state = await feeds.get_click_state(session, customer_id)
+        _check_eligible(state.country if state else None, len(state.accounts) if state else 0)
+        assert state is not None
+        feed = state.feed
+        settled = _is_settled(feed, state.accounts)
         if settled:  # the database connection is back in the pool before Codat is called
             assert feed is not None and feed.company_id and feed.connection_id
             with retry_budget(self.budget):
@@ -96,12 +98,10 @@ class ConnectService:
 
     async def _eligible_customer(self, session: AsyncSession, customer_id: str) -> Customer:
         customer = await get_customer_with_accounts(session, customer_id)
-        if customer is None:
-            raise ConnectRefused("customer_unknown", 404)
-        if customer.country not in CONNECTABLE_COUNTRIES:
-            raise ConnectRefused("country_not_supported", 403)
-        if not customer.source_accounts:
-            raise ConnectRefused("no_accounts", 409)
+        _check_eligible(
+            customer.country if customer else None, len(customer.source_accounts) if customer else 0
+        )
+        assert customer is not None
         return customer
 
     async def _complete(self, customer_id: str) -> str:
@@ -109,8 +109,6 @@ class ConnectService:
             customer = await self._eligible_customer(session, customer_id)
             feed = await feeds.get_bank_feed(session, customer_id)
             assert feed is not None  # the lease created it
-            feed.last_click_at = utcnow()  # the reconciler watches a fresh click closely
-            feed.next_reconcile_at = None
             await session.commit()  # no transaction stays open across a Codat call
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
             previous = feed.connection_id
@@ -215,11 +213,11 @@ class ConnectService:
         while True:
             settled = False
             async with self.sessions() as session:
-                won = await feeds.try_lease(session, customer_id, owner, self.lease_ttl)
+                won = await feeds.try_lease(session, customer_id, owner, self.lease_ttl, click=True)
                 await session.commit()
                 if not won:
-                    customer = await get_customer_with_accounts(session, customer_id)
-                    settled = customer is not None and _is_settled(customer, customer.bank_feed)
+                    state = await feeds.get_click_state(session, customer_id)
+                    settled = state is not None and _is_settled(state.feed, state.accounts)
             if settled:  # yield only once the session is closed: the caller opens its own
                 yield False
                 return
@@ -237,14 +235,24 @@ class ConnectService:
                 await session.commit()
 
 
-def _is_settled(customer: Customer, feed: BankFeed | None) -> bool:
+def _check_eligible(country: str | None, account_count: int) -> None:
+    """Refuse, before anything is written to Codat, a click that cannot go ahead."""
+    if country is None:
+        raise ConnectRefused("customer_unknown", 404)
+    if country not in CONNECTABLE_COUNTRIES:
+        raise ConnectRefused("country_not_supported", 403)
+    if account_count == 0:
+        raise ConnectRefused("no_accounts", 409)
+
+
+def _is_settled(feed: BankFeed | None, accounts: Sequence[SourceAccount]) -> bool:
     """Everything is in Codat: only a fresh link is needed."""
     return (
         feed is not None
         and feed.company_id is not None
         and feed.connection_id is not None
         and feed.connection_status in ("PendingAuth", "Linked", None)
-        and all(a.in_sync for a in customer.source_accounts)
+        and all(a.in_sync for a in accounts)
     )
 
 

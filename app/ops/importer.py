@@ -165,7 +165,9 @@ def parse_json(text: str) -> list[Row]:
             [RowError(exc.lineno, "file", f"is not valid JSON: {exc.msg}")]
         ) from exc
     except RecursionError:  # nested deeper than json can parse
-        raise ImportRejected([RowError(1, "file", "is not valid JSON: nested too deeply")]) from None
+        raise ImportRejected(
+            [RowError(1, "file", "is not valid JSON: nested too deeply")]
+        ) from None
     if not isinstance(data, list):
         raise ImportRejected([RowError(1, "file", "must be a JSON array of row objects")])
     rows: list[Row] = []

@@ -326,8 +326,9 @@ class BankFeedSummaryCounts(BaseModel):
 class BankFeedPage(BaseModel):
     items: list[BankFeedRow]
     next_cursor: str | None
-    summary: BankFeedSummaryCounts = Field(
-        description="Every customer matching the filters, not only this page."
+    summary: BankFeedSummaryCounts | None = Field(
+        description="Every customer matching the filters, not only this page. On the first "
+        "page only (without `cursor`): it is the same for every page."
     )
 
 

@@ -145,22 +145,33 @@ def decode_cursor(cursor: str) -> str:
     return value
 
 
-def _account_counts() -> Any:
+def _account_counts(only: Select[Any] | None = None) -> Any:
     status = account_status_sql()
+    query = select(
+        SourceAccount.customer_id.label("customer_id"),
+        func.max(SourceAccount.updated_at).label("updated_at"),
+        *(func.sum(case((status == s, 1), else_=0)).label(s) for s in ACCOUNT_STATUSES),
+    )
+    if only is not None:
+        query = query.where(SourceAccount.customer_id.in_(only))
+    return query.group_by(SourceAccount.customer_id).subquery("account_counts")
+
+
+def _needs_counts(filters: BankFeedFilters) -> bool:
     return (
-        select(
-            SourceAccount.customer_id.label("customer_id"),
-            func.max(SourceAccount.updated_at).label("updated_at"),
-            *(func.sum(case((status == s, 1), else_=0)).label(s) for s in ACCOUNT_STATUSES),
-        )
-        .group_by(SourceAccount.customer_id)
-        .subquery("account_counts")
+        filters.has_disconnected_accounts is not None
+        or filters.needs_customer_action is not None
+        or filters.updated_since is not None
     )
 
 
-def _filtered(filters: BankFeedFilters) -> Select[Any]:
-    """One row per customer, account counts aggregated in SQL, filters applied."""
-    counts = _account_counts()
+def _filtered(filters: BankFeedFilters, only: Select[Any] | None = None) -> Select[Any]:
+    """One row per customer, account counts aggregated in SQL, filters applied.
+
+    `only` limits the aggregation to some customers (a page of them), so a page costs the
+    same wherever it is in the list.
+    """
+    counts = _account_counts(only)
     n = {s: func.coalesce(counts.c[s], 0) for s in ACCOUNT_STATUSES}
     needs = needs_action_sql(n["not_pushed"], n["pending"])
     query = (
@@ -182,11 +193,8 @@ def _filtered(filters: BankFeedFilters) -> Select[Any]:
         .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
         .outerjoin(counts, counts.c.customer_id == Customer.id)
     )
+    query = _status_filter(query, filters)
     conditions: list[ColumnElement[bool]] = []
-    if filters.connection_status == "none":
-        conditions.append(BankFeed.connection_status.is_(None))
-    elif filters.connection_status is not None:
-        conditions.append(BankFeed.connection_status == filters.connection_status)
     if filters.has_disconnected_accounts is not None:
         has = n["disconnected"] > 0
         conditions.append(has if filters.has_disconnected_accounts else not_(has))
@@ -203,14 +211,31 @@ def _filtered(filters: BankFeedFilters) -> Select[Any]:
     return query.where(*conditions) if conditions else query
 
 
+def _status_filter(query: Select[Any], filters: BankFeedFilters) -> Select[Any]:
+    if filters.connection_status == "none":
+        return query.where(BankFeed.connection_status.is_(None))
+    if filters.connection_status is not None:
+        return query.where(BankFeed.connection_status == filters.connection_status)
+    return query
+
+
 async def list_bank_feeds(
     session: AsyncSession, filters: BankFeedFilters, *, limit: int, cursor: str | None
 ) -> BankFeedPage:
-    query = _filtered(filters)
-    summary = await _summary(session, query)
-    page = query.order_by(Customer.id).limit(limit + 1)
-    if cursor is not None:
-        page = page.where(Customer.id > decode_cursor(cursor))
+    after = decode_cursor(cursor) if cursor is not None else None
+    # The summary covers every matching customer; it is the same on every page, so only the
+    # first page carries it.
+    summary = await _summary(session, _filtered(filters)) if after is None else None
+    only = None
+    if not _needs_counts(filters):
+        only = select(Customer.id).outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
+        only = _status_filter(only, filters)
+        if after is not None:
+            only = only.where(Customer.id > after)
+        only = only.order_by(Customer.id).limit(limit + 1)
+    page = _filtered(filters, only).order_by(Customer.id).limit(limit + 1)
+    if after is not None:
+        page = page.where(Customer.id > after)
     rows = (await session.execute(page)).mappings().all()
     items = [_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].customer_id) if len(rows) > limit else None
