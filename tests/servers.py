@@ -71,23 +71,27 @@ def service_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def run_service(
-    database_url: str, workdir: Path, *, port: int | None = None, **extra_env: str
+def _spawn(
+    args: list[str],
+    workdir: Path,
+    port: int,
+    name: str,
+    health_path: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Process]:
-    """`bankfeeds serve --migrate` in its own process; killed on exit."""
-    port = port or free_port()
-    log_path = workdir / f"service-{port}.log"
+    """Start `python -m app.cli ARGS` on `port`, wait until healthy, stop it on exit."""
+    log_path = workdir / f"{name}-{port}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--migrate", "--port", str(port)],
+            [sys.executable, "-m", "app.cli", *args],
             cwd=workdir,
-            env=service_env(database_url, port, **extra_env),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     process = Process(f"http://127.0.0.1:{port}", proc, log_path)
     try:
-        wait_healthy(process.url + "/healthz", proc)
+        wait_healthy(process.url + health_path, proc)
         yield process
     finally:
         if proc.poll() is None:
@@ -96,6 +100,23 @@ def run_service(
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def run_service(
+    database_url: str, workdir: Path, *, port: int | None = None, **extra_env: str
+) -> Iterator[Process]:
+    """`bankfeeds serve --migrate` in its own process; stopped on exit."""
+    port = port or free_port()
+    with _spawn(
+        ["serve", "--migrate", "--port", str(port)],
+        workdir,
+        port,
+        "service",
+        "/healthz",
+        service_env(database_url, port, **extra_env),
+    ) as process:
+        yield process
 
 
 SANDBOX_KEY = "replica-test-codat-key-0123456789"
@@ -105,34 +126,9 @@ SANDBOX_KEY = "replica-test-codat-key-0123456789"
 def run_sandbox_process(workdir: Path, *, port: int | None = None) -> Iterator[Process]:
     """`bankfeeds sandbox` in its own process, shared by several service processes."""
     port = port or free_port()
-    log_path = workdir / f"sandbox-{port}.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "sandbox",
-                "--port",
-                str(port),
-                "--api-key",
-                SANDBOX_KEY,
-            ],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    process = Process(f"http://127.0.0.1:{port}", proc, log_path)
-    try:
-        wait_healthy(process.url + "/_sandbox/calls", proc)
+    args = ["sandbox", "--port", str(port), "--api-key", SANDBOX_KEY]
+    with _spawn(args, workdir, port, "sandbox", "/_sandbox/calls") as process:
         yield process
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def against_sandbox(sandbox: Process) -> dict[str, str]:
