@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-sqlite test-postgres test-browser lint typecheck check bench install clean
+.PHONY: run test test-reliability test-sqlite test-postgres test-browser lint typecheck check bench install clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,6 +26,10 @@ run: install
 ## The whole test suite (SQLite always; Postgres too when it is reachable)
 test: install
 	$(RUN) pytest -q $(PYTEST_ARGS)
+
+## The slow reliability proofs (fault storm, crashes, replicas, outage); writes docs/reliability.md
+test-reliability: install
+	$(RUN) pytest -q -m slow tests/reliability $(PYTEST_ARGS)
 
 lint: install
 	$(RUN) ruff check app tests bench migrations

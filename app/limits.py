@@ -43,19 +43,25 @@ class BodySizeLimit:
                     await _refuse(send, limit)
                     return
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    if not started and not refused:
+                        # Answer now: a body parser may catch the exception and answer 400.
+                        refused = True
+                        await _refuse(send, limit)
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 went out already
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -63,7 +69,7 @@ class BodySizeLimit:
         try:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
-            if not started:
+            if not started and not refused:
                 await _refuse(send, limit)
 
 

@@ -98,7 +98,9 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if sandbox_app is not None:
+            if sandbox_app is not None:  # let in-flight webhooks land before the database goes
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sandbox_app.state.sandbox.webhooks.drain(), 2.0)
                 await sandbox_app.state.sandbox.aclose()
             await app.state.codat.aclose()
             await engine.dispose()

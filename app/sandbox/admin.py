@@ -1,10 +1,11 @@
-"""Routes for tests in another process: the call log, the state, the clock, webhooks.
+"""Routes for tests in another process: the call log, state, clock, webhooks and faults.
 
 Not part of Codat's surface; they sit under `/_sandbox/` behind the same API key.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from app.sandbox.emulator import sandbox_of
 from app.sandbox.errors import CodatError
+from app.sandbox.faults import FaultConfig, FaultInjector
 from app.sandbox.validation import parse_json
 
 router = APIRouter(prefix="/_sandbox")
@@ -28,6 +30,8 @@ async def list_calls(request: Request) -> JSONResponse:
                 "route": call.route,
                 "status": call.status,
                 "at": call.at.isoformat(),
+                "fault": call.fault,
+                "idempotency": call.idempotency,
             }
             for call in sandbox_of(request).calls
         ]
@@ -60,3 +64,24 @@ async def advance_clock(request: Request) -> JSONResponse:
     now = sandbox.clock.advance(timedelta(seconds=float(seconds)))
     sandbox.settle()
     return JSONResponse({"now": now.isoformat()})
+
+
+@router.get("/faults")
+async def get_faults(request: Request) -> JSONResponse:
+    return JSONResponse(_faults(request).config.to_json())
+
+
+@router.put("/faults")
+async def put_faults(request: Request) -> JSONResponse:
+    """Replace the fault configuration (`{}` switches every fault off) and restart its seed."""
+    try:
+        config = FaultConfig.from_json(json.loads(await request.body() or b"{}"))
+    except (ValueError, TypeError) as exc:
+        raise CodatError(400, f"Invalid fault configuration: {exc}") from None
+    _faults(request).configure(config)
+    return JSONResponse(config.to_json())
+
+
+def _faults(request: Request) -> FaultInjector:
+    faults: FaultInjector = request.app.state.faults
+    return faults

@@ -15,7 +15,9 @@ from app.sandbox import admin, api, link, qbo, source_accounts
 from app.sandbox.config import SandboxConfig
 from app.sandbox.emulator import Sandbox
 from app.sandbox.errors import CodatError, FieldError, error_response
-from app.sandbox.state import ApiCall
+from app.sandbox.faults import FAULT_SCOPE_KEY, UNANSWERED, FaultInjector, FaultMiddleware
+from app.sandbox.idempotency import IDEMPOTENCY_SCOPE_KEY, IdempotencyMiddleware, IdempotencyStore
+from app.sandbox.state import ApiCall, ConnectionStatus
 
 PAGE_PREFIXES = ("/link/", "/qbo", "/logos/")
 ADMIN_PREFIX = "/_sandbox/"
@@ -35,11 +37,17 @@ def route_path(scope: Scope) -> str:
 
 
 class SandboxMiddleware:
-    """Checks the API key on Codat's routes and records every Codat API call."""
+    """Checks the API key on Codat's routes and records every Codat API call.
 
-    def __init__(self, app: ASGIApp, sandbox: Sandbox) -> None:
+    API calls then pass the fault edge and Codat's idempotency before their handler.
+    """
+
+    def __init__(
+        self, app: ASGIApp, sandbox: Sandbox, faults: FaultInjector, idempotency: IdempotencyStore
+    ) -> None:
         self.app = app
         self.sandbox = sandbox
+        self.api = FaultMiddleware(IdempotencyMiddleware(app, idempotency), faults, route_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,17 +74,21 @@ class SandboxMiddleware:
                     status = message["status"]
                 await send(message)
 
-            await self.app(scope, receive, send_and_note_status)
+            inner = self.api if is_api_call else self.app
+            await inner(scope, receive, send_and_note_status)
         finally:
             if is_api_call:
                 route = scope.get("route")
+                fault = scope.get(FAULT_SCOPE_KEY)
                 self.sandbox.calls.append(
                     ApiCall(
                         method=scope["method"],
                         path=path,
                         route=getattr(route, "path", None),
-                        status=status,
+                        status=0 if fault in UNANSWERED else status,
                         at=self.sandbox.clock.now(),
+                        fault=fault,
+                        idempotency=scope.get(IDEMPOTENCY_SCOPE_KEY),
                     )
                 )
 
@@ -124,9 +136,27 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     app.state.sandbox = sandbox
     for router in (api.router, source_accounts.router, admin.router, link.router, qbo.router):
         app.include_router(router)
+    codat_routes = [*api.router.routes, *source_accounts.router.routes]
+    app.state.faults = FaultInjector(
+        config.faults, sandbox.clock, codat_routes, lambda: _active_companies(sandbox)
+    )
+    app.state.idempotency = IdempotencyStore(sandbox.clock)
     app.add_exception_handler(CodatError, _codat_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(SandboxMiddleware, sandbox=sandbox)
+    app.add_middleware(
+        SandboxMiddleware,
+        sandbox=sandbox,
+        faults=app.state.faults,
+        idempotency=app.state.idempotency,
+    )
     return app
+
+
+def _active_companies(sandbox: Sandbox) -> int:
+    """Codat's ACCs, which set its daily quota: companies with a Linked connection."""
+    return sum(
+        any(c.status is ConnectionStatus.LINKED for c in company.connections.values())
+        for company in sandbox.store.companies.values()
+    )

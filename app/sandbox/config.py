@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
+
+from app.sandbox.faults import FaultConfig
 
 CALLOUT_TITLE_MAX = 50
 CALLOUT_BODY_MAX = 150
@@ -38,6 +40,7 @@ class SandboxConfig:
     return_url: str | None = None
     webhook_transport: httpx.AsyncBaseTransport | None = None
     webhook_retry_delays: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
+    faults: FaultConfig = field(default_factory=FaultConfig)  # none unless asked for
 
     @property
     def base_url(self) -> str:

@@ -6,8 +6,10 @@ import uvicorn
 
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.config import SandboxConfig
+from app.sandbox.faults import DropConnections
 
 
 def run_sandbox(host: str, port: int, config: SandboxConfig) -> None:
     """Serve `create_sandbox_app(config)` until interrupted; config.public_url should match."""
-    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="info")
+    app = DropConnections(create_sandbox_app(config))  # dropped connections close the socket
+    uvicorn.run(app, host=host, port=port, log_level="info")

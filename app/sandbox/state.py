@@ -134,8 +134,10 @@ class ApiCall:
     method: str
     path: str
     route: str | None
-    status: int
+    status: int  # 0: the client got no answer (an injected timeout, drop or lost response)
     at: datetime
+    fault: str | None = None  # what the fault edge injected: "429", "timeout", "quota", ...
+    idempotency: str | None = None  # "replayed", "in_progress" (409) or "mismatch" (422)
 
 
 def new_id() -> str:
