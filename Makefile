@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-reliability test-sqlite test-postgres test-browser lint typecheck check bench install clean
+.PHONY: run test test-fast test-reliability lint typecheck check bench install clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -27,7 +27,11 @@ run: install
 test: install
 	$(RUN) pytest -q $(PYTEST_ARGS)
 
-## The slow reliability proofs (fault storm, crashes, replicas, outage); writes docs/reliability.md
+## The suite without the slow reliability proofs, for a quick loop while developing
+test-fast: install
+	$(RUN) pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## Only the slow reliability proofs (fault storm, crashes, replicas, outage)
 test-reliability: install
 	$(RUN) pytest -q -m slow tests/reliability $(PYTEST_ARGS)
 

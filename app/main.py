@@ -23,6 +23,8 @@ from app.connect.service import ConnectService
 from app.db import create_engine, session_factory
 from app.demo.routes import router as demo_router
 from app.demo.seed import seed_demo_customers
+from app.deps import OpsGate
+from app.limits import BodySizeLimit
 from app.logs import configure_logging
 from app.ops.routes import router as ops_router
 from app.pages import message_page, pick_language
@@ -115,13 +117,12 @@ def create_app(
     app.state.background_jobs = []  # [background jobs] coroutines run for the app's lifetime
     app.state.background_jobs.extend(webhook_background_jobs(settings))
     app.state.sandbox_app = sandbox_app
-    from app.limits import BodySizeLimit
-
     app.add_middleware(
         BodySizeLimit,
         max_bytes=MAX_BODY_BYTES,
         overrides={"/ops/customers:import": MAX_IMPORT_BYTES, "/webhooks/": MAX_WEBHOOK_BYTES},
     )
+    app.add_middleware(OpsGate, settings=settings)  # outermost: strangers never reach a body
     _add_routes(app)
     if sandbox_app is not None:
         app.mount(SANDBOX_MOUNT, sandbox_app)

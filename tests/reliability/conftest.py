@@ -84,16 +84,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _OUTCOMES[report.outcome] = _OUTCOMES.get(report.outcome, 0) + 1
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow proofs run when asked for with `-m` (`make test-reliability`), not in `make test`."""
-    if config.getoption("markexpr"):
-        return  # pytest's own -m selection decides
-    skip = pytest.mark.skip(reason="slow reliability proof: run `make test-reliability`")
-    for item in items:
-        if item.get_closest_marker("slow") and HERE in Path(str(item.path)).parents:
-            item.add_marker(skip)
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Note how the run went and render the page, if any reliability test ran."""
     if not _OUTCOMES.get("passed", 0) + _OUTCOMES.get("failed", 0):
