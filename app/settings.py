@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/bankfeeds.db"
     codat_api_key: SecretStr | None = None
     codat_base_url: str = "https://api.codat.io"
-    codat_link_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["link-api.codat.io"])
+    codat_link_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["link-api.codat.io"]
+    )
     public_base_url: str = "http://127.0.0.1:8000"
     connect_token_secret: SecretStr | None = None
     ops_api_token: SecretStr | None = None
@@ -81,9 +83,15 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "codat_api_key", "connect_token_secret", "ops_api_token", "codat_webhook_secret",
-        "link_callout_title_en", "link_callout_body_en", "link_callout_title_fr",
-        "link_callout_body_fr", mode="before",
+        "codat_api_key",
+        "connect_token_secret",
+        "ops_api_token",
+        "codat_webhook_secret",
+        "link_callout_title_en",
+        "link_callout_body_en",
+        "link_callout_title_fr",
+        "link_callout_body_fr",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -20,7 +20,7 @@ TEXT = {
     "en": {
         "title": "Demo bank: business customers",
         "intro": "This page stands in for your bank's web app. Each business customer gets a "
-                 "Connect to QuickBooks button.",
+        "Connect to QuickBooks button.",
         "connect": "Connect to QuickBooks",
         "not_connected": "Not connected yet",
         "accounts": "Accounts",
@@ -31,7 +31,7 @@ TEXT = {
     "fr": {
         "title": "Banque de démonstration : clients entreprises",
         "intro": "Cette page tient lieu de l'application web de votre banque. Chaque client "
-                 "entreprise a un bouton Connecter à QuickBooks.",
+        "entreprise a un bouton Connecter à QuickBooks.",
         "connect": "Connecter à QuickBooks",
         "not_connected": "Pas encore connecté",
         "accounts": "Comptes",
@@ -47,21 +47,32 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
     lang = pick_language(request)
     text = TEXT[lang]
     result = await session.execute(
-        select(Customer).options(selectinload(Customer.source_accounts),
-                                 selectinload(Customer.bank_feed))
-        .order_by(Customer.id).limit(50))
+        select(Customer)
+        .options(selectinload(Customer.source_accounts), selectinload(Customer.bank_feed))
+        .order_by(Customer.id)
+        .limit(50)
+    )
     secret = settings.connect_token_secret
     assert secret is not None
     rows = []
     for customer in result.scalars():
         statuses = Counter(a.codat_status or "not_pushed" for a in customer.source_accounts)
-        rows.append({
-            "customer": customer,
-            "feed": customer.bank_feed,
-            "token": mint_connect_token(secret.get_secret_value(), customer.id,
-                                        lang=customer.locale),
-            "connected": statuses.get("connected", 0),
-            "total": len(customer.source_accounts),
-        })
-    return render(request, "demo.html", lang=lang, text=text, rows=rows,
-                  other_lang="fr" if lang == "en" else "en")
+        rows.append(
+            {
+                "customer": customer,
+                "feed": customer.bank_feed,
+                "token": mint_connect_token(
+                    secret.get_secret_value(), customer.id, lang=customer.locale
+                ),
+                "connected": statuses.get("connected", 0),
+                "total": len(customer.source_accounts),
+            }
+        )
+    return render(
+        request,
+        "demo.html",
+        lang=lang,
+        text=text,
+        rows=rows,
+        other_lang="fr" if lang == "en" else "en",
+    )

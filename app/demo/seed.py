@@ -10,21 +10,51 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.models import Customer, SourceAccount
 
 DEMO_CUSTOMERS = [
-    ("demo-us-bakery", "Maple Street Bakery LLC", "US", "en", [
-        ("us-bakery-chk", "Business Checking", "checking", "000123456789", "USD", "12450.32"),
-        ("us-bakery-cc", "Business Rewards Card", "creditCard", "4111000011112222", "USD",
-         "-842.17"),
-    ]),
-    ("demo-ca-boulangerie", "Boulangerie Saint-Laurent Inc", "CA", "fr", [
-        ("ca-boul-chq", "Compte chèques entreprise", "checking", "00412345", "CAD", "8300.00"),
-        ("ca-boul-epa", "Compte épargne", "savings", "00467890", "CAD", "25000.00"),
-    ]),
-    ("demo-ca-outfitters", "Northern Lights Outfitters", "CA", "en", [
-        ("ca-out-chk", "Operating Account", "checking", "00998877", "CAD", "0"),
-    ]),
-    ("demo-gb-cafe", "Thames Riverside Cafe Ltd", "GB", "en", [
-        ("gb-cafe-cur", "Business Current Account", "checking", "41234567", "GBP", "1520.00"),
-    ]),
+    (
+        "demo-us-bakery",
+        "Maple Street Bakery LLC",
+        "US",
+        "en",
+        [
+            ("us-bakery-chk", "Business Checking", "checking", "000123456789", "USD", "12450.32"),
+            (
+                "us-bakery-cc",
+                "Business Rewards Card",
+                "creditCard",
+                "4111000011112222",
+                "USD",
+                "-842.17",
+            ),
+        ],
+    ),
+    (
+        "demo-ca-boulangerie",
+        "Boulangerie Saint-Laurent Inc",
+        "CA",
+        "fr",
+        [
+            ("ca-boul-chq", "Compte chèques entreprise", "checking", "00412345", "CAD", "8300.00"),
+            ("ca-boul-epa", "Compte épargne", "savings", "00467890", "CAD", "25000.00"),
+        ],
+    ),
+    (
+        "demo-ca-outfitters",
+        "Northern Lights Outfitters",
+        "CA",
+        "en",
+        [
+            ("ca-out-chk", "Operating Account", "checking", "00998877", "CAD", "0"),
+        ],
+    ),
+    (
+        "demo-gb-cafe",
+        "Thames Riverside Cafe Ltd",
+        "GB",
+        "en",
+        [
+            ("gb-cafe-cur", "Business Current Account", "checking", "41234567", "GBP", "1520.00"),
+        ],
+    ),
 ]
 
 
@@ -38,11 +68,18 @@ async def seed_demo_customers(sessions: async_sessionmaker[AsyncSession]) -> int
                 continue
             session.add(Customer(id=customer_id, name=name, country=country, locale=locale))
             for account_id, account_name, account_type, number, currency, balance in accounts:
-                session.add(SourceAccount(
-                    customer_id=customer_id, id=account_id, account_name=account_name,
-                    account_type=account_type, account_number=number, currency=currency,
-                    balance=Decimal(balance), sort_code="40-12-34" if currency == "GBP" else None,
-                ))
+                session.add(
+                    SourceAccount(
+                        customer_id=customer_id,
+                        id=account_id,
+                        account_name=account_name,
+                        account_type=account_type,
+                        account_number=number,
+                        currency=currency,
+                        balance=Decimal(balance),
+                        sort_code="40-12-34" if currency == "GBP" else None,
+                    )
+                )
             added += 1
         await session.commit()
     return added

@@ -313,7 +313,9 @@ async def test_list_parameters_are_checked(service: Service) -> None:
         assert response.json()["detail"][0]["loc"] == ["query", field]
 
 
-async def test_a_page_of_10000_customers_is_at_most_two_queries_and_no_codat(service: Service) -> None:
+async def test_a_page_of_10000_customers_is_at_most_two_queries_and_no_codat(
+    service: Service,
+) -> None:
     rows = [HEADER] + [
         f"cus-{n:05d},Customer {n},US,en,acc-1,Checking,checking,{n},USD,1,,,,\n"
         for n in range(10000)
