@@ -33,19 +33,19 @@ class ClickState:
 
 
 async def get_click_state(session: AsyncSession, customer_id: str) -> ClickState | None:
-    row = (
+    """One round trip: the customer's country, its feed and its accounts, joined."""
+    rows = (
         await session.execute(
-            select(Customer.country, BankFeed)
+            select(Customer.country, BankFeed, SourceAccount)
             .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
+            .outerjoin(SourceAccount, SourceAccount.customer_id == Customer.id)
             .where(Customer.id == customer_id)
         )
-    ).one_or_none()
-    if row is None:
+    ).all()
+    if not rows:
         return None
-    accounts = await session.execute(
-        select(SourceAccount).where(SourceAccount.customer_id == customer_id)
-    )
-    return ClickState(row[0], row[1], list(accounts.scalars()))
+    accounts = [row[2] for row in rows if row[2] is not None]
+    return ClickState(rows[0][0], rows[0][1], accounts)
 
 
 async def get_bank_feed_by_company(session: AsyncSession, company_id: str) -> BankFeed | None:
