@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -88,11 +89,11 @@ class ConnectService:
                 if connection.status != feed.connection_status:
                     await self._store_status(customer_id, connection.status)
                 return self._safe_link(connection)
-        async with self._lease(customer_id) as won:
-            if not won:  # another click finished the work while we waited
+        async with self._lease(customer_id) as lease:
+            if lease is None:  # another click finished the work while we waited
                 return await self.connect(customer_id)
             with retry_budget(self.budget):
-                return await self._complete(customer_id)
+                return await self._complete(customer_id, lease)
 
     # --- steps -------------------------------------------------------------------------
 
@@ -104,10 +105,10 @@ class ConnectService:
         assert customer is not None
         return customer
 
-    async def _complete(self, customer_id: str) -> str:
+    async def _complete(self, customer_id: str, lease: _Lease) -> str:
         async with self.sessions() as session:
             customer = await self._eligible_customer(session, customer_id)
-            feed = await feeds.get_bank_feed(session, customer_id)
+            feed = customer.bank_feed
             assert feed is not None  # the lease created it
             await session.commit()  # no transaction stays open across a Codat call
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
@@ -121,7 +122,10 @@ class ConnectService:
                 report = await create_missing(self.codat, company_id, connection.id, accounts)
                 await update_changed(self.codat, company_id, connection.id, accounts, report)
             finally:
-                await session.commit()  # Codat's answers are kept even if a later step fails
+                # Codat's answers are kept even if a later step fails; the lease goes with them.
+                await feeds.release_lease(session, customer_id, lease.owner)
+                await session.commit()
+                lease.released = True
             return self._safe_link(connection)
 
     async def _ensure_company(
@@ -205,21 +209,23 @@ class ConnectService:
         return link
 
     @asynccontextmanager
-    async def _lease(self, customer_id: str) -> AsyncIterator[bool]:
-        """Hold the customer's lease in the database; yields False if the work got done."""
-        owner = f"{self.owner}:{secrets.token_hex(6)}"
+    async def _lease(self, customer_id: str) -> AsyncIterator[_Lease | None]:
+        """Hold the customer's lease in the database; yields None if the work got done."""
+        lease = _Lease(f"{self.owner}:{secrets.token_hex(6)}")
         deadline = time.monotonic() + max(LEASE_WAIT_SECONDS, self.lease_ttl.total_seconds() + 1)
         delay = 0.02
         while True:
             settled = False
             async with self.sessions() as session:
-                won = await feeds.try_lease(session, customer_id, owner, self.lease_ttl, click=True)
+                won = await feeds.try_lease(
+                    session, customer_id, lease.owner, self.lease_ttl, click=True
+                )
                 await session.commit()
                 if not won:
                     state = await feeds.get_click_state(session, customer_id)
                     settled = state is not None and _is_settled(state.feed, state.accounts)
             if settled:  # yield only once the session is closed: the caller opens its own
-                yield False
+                yield None
                 return
             if won:
                 break
@@ -228,11 +234,18 @@ class ConnectService:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
         try:
-            yield True
+            yield lease
         finally:
-            async with self.sessions() as session:
-                await feeds.release_lease(session, customer_id, owner)
-                await session.commit()
+            if not lease.released:
+                async with self.sessions() as session:
+                    await feeds.release_lease(session, customer_id, lease.owner)
+                    await session.commit()
+
+
+@dataclass
+class _Lease:
+    owner: str
+    released: bool = False
 
 
 def _check_eligible(country: str | None, account_count: int) -> None:
