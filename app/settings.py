@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     # Codat client behaviour
     codat_timeout_seconds: float = 10.0
-    codat_max_connections: int = 50
+    codat_max_connections: int = 20
     connect_retry_budget_seconds: float = 4.0
     background_retry_budget_seconds: float = 30.0
 
