@@ -89,9 +89,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not _OUTCOMES.get("passed", 0) + _OUTCOMES.get("failed", 0):
         return
     markexpr = session.config.getoption("markexpr") or ""
-    slow = "slow" in markexpr and "not slow" not in markexpr
+    if not markexpr:
+        kind = "all"
+    else:
+        kind = "fast" if "not slow" in markexpr else "slow" if "slow" in markexpr else "other"
     Session(
-        kind="slow" if slow else "fast",
+        kind=kind,
         command=" ".join(["pytest", *session.config.invocation_params.args]),
         outcomes=dict(sorted(_OUTCOMES.items())),
         seconds=round(_RUN["seconds"], 1),
