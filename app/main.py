@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -171,8 +174,6 @@ def _add_routes(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         if _wants_json(request):
-            from fastapi.encoders import jsonable_encoder
-
             return JSONResponse({"detail": jsonable_encoder(exc.errors(), exclude={"input"})}, 422)
         return message_page(request, "request_invalid", 400, pick_language(request))
 
@@ -195,16 +196,12 @@ def _secret_values(settings: Settings) -> list[str]:
         if secret is not None:
             values.append(secret.get_secret_value())
     if settings.codat_api_key is not None:
-        import base64
-
         values.append(base64.b64encode(settings.codat_api_key.get_secret_value().encode()).decode())
     return values
 
 
 def _build_sandbox(settings: Settings, webhook_transport: httpx.AsyncBaseTransport | None) -> Any:
-    from datetime import timedelta
-
-    from app.sandbox import SandboxConfig, create_sandbox_app
+    from app.sandbox import SandboxConfig, create_sandbox_app  # only ever in sandbox mode
 
     secret = settings.codat_webhook_secret
     return create_sandbox_app(

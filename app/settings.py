@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from enum import StrEnum
@@ -194,8 +195,6 @@ def is_placeholder(value: str) -> bool:
 
 
 def _b64(raw: bytes) -> str:
-    import base64
-
     return base64.b64encode(raw).decode()
 
 

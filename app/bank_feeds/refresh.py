@@ -13,7 +13,6 @@ from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
 from app.customers.repository import list_source_accounts
 from app.db import utcnow
-from app.models import BankFeed
 
 
 @dataclass
@@ -42,7 +41,9 @@ async def refresh_bank_feed(
     )
     now = utcnow()
     if isinstance(connection, CodatNotFound):
-        _mark_missing(feed, now)
+        # The connection is gone from Codat: the next click starts a new one.
+        feed.connection_status = "Deauthorized"
+        feed.last_refreshed_at = now
         return RefreshResult(True, feed.connection_status, [], connection_missing=True)
     if isinstance(connection, BaseException):
         raise connection
@@ -62,9 +63,3 @@ async def refresh_bank_feed(
             changed.append(account.id)
     feed.last_refreshed_at = now
     return RefreshResult(True, feed.connection_status, changed)
-
-
-def _mark_missing(feed: BankFeed, now: object) -> None:
-    """The connection is gone from Codat: the next click starts a new one."""
-    feed.connection_status = "Deauthorized"
-    feed.last_refreshed_at = now  # type: ignore[assignment]

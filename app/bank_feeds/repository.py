@@ -48,11 +48,6 @@ async def get_click_state(session: AsyncSession, customer_id: str) -> ClickState
     return ClickState(rows[0][0], rows[0][1], accounts)
 
 
-async def get_bank_feed_by_company(session: AsyncSession, company_id: str) -> BankFeed | None:
-    result = await session.execute(select(BankFeed).where(BankFeed.company_id == company_id))
-    return result.scalar_one_or_none()
-
-
 async def try_lease(
     session: AsyncSession, customer_id: str, owner: str, ttl: timedelta, *, click: bool = False
 ) -> bool:
