@@ -17,7 +17,11 @@ MAX_TOKEN_LENGTH = 4096
 
 
 class InvalidConnectToken(Exception):
-    """Any reason a token is refused; deliberately not more specific for the caller."""
+    """Any reason a token is refused. `reason` is for tests and logs, never for the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,31 @@ def verify_connect_token(
             secret,
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
-            options={"require": ["sub", "aud", "exp", "iat"], "verify_iat": False},
-            leeway=CLOCK_SKEW,
+            # Times are checked below against `now`, so a caller's clock is the only clock.
+            options={
+                "require": ["sub", "aud", "exp", "iat"],
+                "verify_iat": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+            },
         )
-    except jwt.PyJWTError as exc:
+    except jwt.InvalidAudienceError as exc:
+        raise InvalidConnectToken("aud") from exc
+    except jwt.exceptions.InvalidJTIError as exc:
+        raise InvalidConnectToken("jti") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidConnectToken(f"missing {exc.claim}") from exc
+    except (jwt.PyJWTError, ValueError) as exc:  # ValueError: JSON numbers out of range
         raise InvalidConnectToken(type(exc).__name__) from exc
     current = now or datetime.now(UTC)
     sub, iat, exp = claims.get("sub"), claims.get("iat"), claims.get("exp")
     if not isinstance(sub, str) or not sub or len(sub) > 64:
         raise InvalidConnectToken("sub")
-    if not isinstance(iat, int | float) or not isinstance(exp, int | float):
+    issued_at, expires_at = _instant(iat), _instant(exp)
+    if issued_at is None or expires_at is None:
         raise InvalidConnectToken("times")
-    issued_at = datetime.fromtimestamp(iat, UTC)
-    expires_at = datetime.fromtimestamp(exp, UTC)
+    if expires_at <= current - CLOCK_SKEW:
+        raise InvalidConnectToken("expired")
     if issued_at > current + CLOCK_SKEW:
         raise InvalidConnectToken("issued in the future")
     if expires_at - issued_at > MAX_LIFETIME or expires_at <= issued_at:
@@ -97,3 +113,13 @@ def verify_connect_token(
     if lang is not None and lang not in ("en", "fr"):
         raise InvalidConnectToken("lang")
     return ConnectClaims(sub, issued_at, expires_at, jti, lang)
+
+
+def _instant(value: object) -> datetime | None:
+    """A JWT NumericDate as an aware datetime; None for NaN, infinity, bools or out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
