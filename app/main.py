@@ -25,8 +25,10 @@ from app.connect.routes import router as connect_router
 from app.connect.service import ConnectService
 from app.db import create_engine, session_factory
 from app.demo.routes import router as demo_router
-from app.demo.seed import seed_demo_customers
+from app.demo.seed import register_demo_endpoint, seed_demo_customers
 from app.deps import OpsGate
+from app.events.jobs import background_jobs as event_background_jobs
+from app.events.routes import router as events_router
 from app.limits import BodySizeLimit
 from app.logs import configure_logging
 from app.ops.routes import router as ops_router
@@ -85,6 +87,7 @@ def create_app(
         )
         if settings.sandbox_mode and seed_demo:
             await seed_demo_customers(app.state.sessions)
+            await register_demo_endpoint(app.state.sessions, settings.public_base_url)
         app.state.connect_service = ConnectService(
             app.state.sessions,
             app.state.codat,
@@ -119,6 +122,7 @@ def create_app(
     app.state.settings = settings
     app.state.background_jobs = []  # [background jobs] coroutines run for the app's lifetime
     app.state.background_jobs.extend(webhook_background_jobs(settings))
+    app.state.background_jobs.extend(event_background_jobs(settings))
     app.state.sandbox_app = sandbox_app
     app.add_middleware(
         BodySizeLimit,
@@ -137,6 +141,7 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(connect_ops_router)
     app.include_router(ops_router)
     app.include_router(webhook_router)
+    app.include_router(events_router)
     if app.state.settings.sandbox_mode:
         app.include_router(demo_router)
 

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
     sandbox_disconnect_delay_seconds: float = 20.0
 
+    # Events for the host app: how often to look for due deliveries, how long to wait for an
+    # endpoint's answer, and the backoff between attempts (within 24 hours).
+    event_poll_seconds: float = Field(default=1.0, gt=0)
+    event_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    event_retry_base_seconds: float = Field(default=5.0, gt=0)
+    event_retry_max_seconds: float = Field(default=3600.0, gt=0)
+
     @field_validator("codat_link_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:

@@ -13,6 +13,7 @@ from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
 from app.customers.repository import list_source_accounts
 from app.db import utcnow
+from app.events.outbox import announce
 
 
 @dataclass
@@ -44,6 +45,7 @@ async def refresh_bank_feed(
         # The connection is gone from Codat: the next click starts a new one.
         feed.connection_status = "Deauthorized"
         feed.last_refreshed_at = now
+        await announce(session, customer_id)
         return RefreshResult(True, feed.connection_status, [], connection_missing=True)
     if isinstance(connection, BaseException):
         raise connection
@@ -62,4 +64,5 @@ async def refresh_bank_feed(
         if apply_codat_account(account, seen, now):
             changed.append(account.id)
     feed.last_refreshed_at = now
+    await announce(session, customer_id)
     return RefreshResult(True, feed.connection_status, changed)

@@ -23,6 +23,7 @@ from app.codat.errors import CodatError, CodatNotFound
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS, Connection
 from app.customers.repository import get_customer_with_accounts
 from app.db import utcnow
+from app.events.outbox import announce
 from app.models import BankFeed, Customer, SourceAccount
 
 log = logging.getLogger("app.connect")
@@ -124,6 +125,7 @@ class ConnectService:
             finally:
                 # Codat's answers are kept even if a later step fails; the lease goes with them.
                 await feeds.release_lease(session, customer_id, lease.owner)
+                await announce(session, customer_id)
                 await session.commit()
                 lease.released = True
             return self._safe_link(connection)
@@ -168,12 +170,14 @@ class ConnectService:
             if adoptable:
                 chosen = min(adoptable, key=lambda c: (c.created is None, c.created, c.id))
                 feeds.record_connection(feed, session, chosen.id, chosen.status, utcnow())
+                await announce(session, feed.customer_id)
                 await session.commit()
                 return chosen
         feed.connection_requested_at = utcnow()
         await session.commit()
         created = await self.codat.create_connection(company_id)
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
+        await announce(session, feed.customer_id)
         await session.commit()
         return created
 
@@ -187,12 +191,14 @@ class ConnectService:
         self, session: AsyncSession, feed: BankFeed, connection: Connection
     ) -> None:
         if feeds.set_connection_status(feed, connection.status, utcnow()):
+            await announce(session, feed.customer_id)
             await session.commit()
 
     async def _store_status(self, customer_id: str, status: str) -> None:
         async with self.sessions() as session:
             feed = await feeds.get_bank_feed(session, customer_id)
             if feed is not None and feeds.set_connection_status(feed, status, utcnow()):
+                await announce(session, customer_id)
                 await session.commit()
 
     def _safe_link(self, connection: Connection) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from app.connect.tokens import mint_connect_token
+from app.demo.events import router as events_router
 from app.deps import SessionDep, SettingsDep
 from app.models import Customer
 from app.pages import pick_language, render
@@ -27,6 +28,10 @@ TEXT = {
         "connected_count": "{n} of {total} accounts connected",
         "refresh": "Refresh",
         "country_note": "Only businesses in the US and Canada can connect.",
+        "events_title": "Events received from bankfeeds-connect",
+        "events_intro": "This app registered itself as an event endpoint; each signed event "
+        "it receives appears here as it arrives, newest first.",
+        "events_empty": "No events yet: connect a customer to QuickBooks.",
     },
     "fr": {
         "title": "Banque de démonstration : clients entreprises",
@@ -38,6 +43,10 @@ TEXT = {
         "connected_count": "{n} comptes connectés sur {total}",
         "refresh": "Actualiser",
         "country_note": "Seules les entreprises des États-Unis et du Canada peuvent se connecter.",
+        "events_title": "Événements reçus de bankfeeds-connect",
+        "events_intro": "Cette application s'est inscrite pour recevoir les événements; chaque "
+        "événement signé reçu s'affiche ici dès son arrivée, le plus récent en premier.",
+        "events_empty": "Aucun événement pour l'instant : connectez un client à QuickBooks.",
     },
 }
 
@@ -76,3 +85,6 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
         rows=rows,
         other_lang="fr" if lang == "en" else "en",
     )
+
+
+router.include_router(events_router)

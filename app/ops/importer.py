@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.events.outbox import announce_connected
 from app.models import Customer, SourceAccount
 from app.ops.schemas import (
     ACCOUNT_VALUE_COLUMNS,
@@ -345,6 +346,7 @@ async def write(session: AsyncSession, plan: Plan, progress: Progress | None = N
         progress(customers.unchanged + account_counts.unchanged)
     await _upsert(session, Customer.__table__, ["id"], customer_rows, progress)  # type: ignore[arg-type]
     await _upsert(session, SourceAccount.__table__, ["customer_id", "id"], account_rows, progress)  # type: ignore[arg-type]
+    await announce_connected(session, {str(row["customer_id"]) for row in account_rows})
     return ImportOut(rows=plan.rows, customers=customers, accounts=account_counts)
 
 

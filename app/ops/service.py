@@ -16,7 +16,15 @@ from app.codat.models import DEAUTHORIZED, LINKED, UNLINKED, SourceAccountUpdate
 from app.connect.service import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
 from app.customers import repository as customers
 from app.db import insert_ignore, utcnow
-from app.models import BankFeed, CodatEvent, Customer, SourceAccount, UsedConnectToken
+from app.events.outbox import announce
+from app.models import (
+    BankFeed,
+    CodatEvent,
+    Customer,
+    OutboundEvent,
+    SourceAccount,
+    UsedConnectToken,
+)
 from app.ops.errors import Conflict, NotFound, talking_to_codat
 from app.ops.schemas import (
     AccountCounts,
@@ -131,7 +139,7 @@ async def offboard_customer(
         accounts = await session.scalar(
             select(func.count()).where(SourceAccount.customer_id == customer_id)
         )
-        for model in (CodatEvent, UsedConnectToken):
+        for model in (CodatEvent, UsedConnectToken, OutboundEvent):
             await session.execute(delete(model).where(model.customer_id == customer_id))
         await session.execute(delete(Customer).where(Customer.id == customer_id))
         local = OffboardLocal(customer_deleted=True, accounts_deleted=accounts or 0)
@@ -139,6 +147,7 @@ async def offboard_customer(
         if feed is not None and feed.company_id and feed.connection_id:
             codat_result.connection_unlinked = await _unlink(codat, budget, feed)
             codat_result.connection_status = feed.connection_status
+            await announce(session, customer_id)
         local = OffboardLocal(customer_deleted=False, accounts_deleted=0)
     return OffboardOut(customer_id=customer_id, purge=purge, codat=codat_result, local=local)
 
@@ -245,6 +254,7 @@ async def put_account(
     if created:
         session.add(account)
     await session.flush()
+    await announce(session, customer_id)
     return AccountWrite(account, created, write)
 
 
@@ -338,4 +348,5 @@ async def delete_account(
                 outcome = "not_in_codat"
     await session.delete(account)
     await session.flush()
+    await announce(session, customer_id)
     return outcome

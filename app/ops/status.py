@@ -17,6 +17,7 @@ from app.bank_feeds.refresh import refresh_bank_feed
 from app.bank_feeds.sync import create_missing, update_changed
 from app.codat.client import CodatClient
 from app.customers.repository import list_source_accounts
+from app.events.outbox import announce
 from app.models import BankFeed, Customer, SourceAccount
 from app.ops.errors import Conflict, talking_to_codat
 from app.ops.schemas import (
@@ -114,9 +115,12 @@ async def sync(
         )
     accounts = await list_source_accounts(session, customer_id)
     kept = "what Codat confirmed before that is kept"
-    with talking_to_codat(budget, "pushing the customer's accounts", kept):
-        report = await create_missing(codat, *target, accounts)
-        await update_changed(codat, *target, accounts, report)
+    try:
+        with talking_to_codat(budget, "pushing the customer's accounts", kept):
+            report = await create_missing(codat, *target, accounts)
+            await update_changed(codat, *target, accounts, report)
+    finally:
+        await announce(session, customer_id)
     return SyncOut(customer_id=customer_id, **vars(report))
 
 

@@ -1,4 +1,5 @@
-"""`bankfeeds worker`: the webhook inbox worker and the reconciler, without HTTP."""
+"""`bankfeeds worker`: the webhook inbox worker, the reconciler and event delivery, without
+HTTP."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ log = logging.getLogger("app.worker")
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
-        "worker", help="handle Codat webhooks and reconcile bank feeds (no HTTP)"
+        "worker", help="handle Codat webhooks, reconcile bank feeds, deliver events (no HTTP)"
     )
     worker.add_argument("--once", action="store_true", help="handle what is due now, then exit")
     worker.set_defaults(func=cmd_worker)
@@ -30,6 +31,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def run_worker(settings: Settings, *, once: bool) -> int:
+    from app.events.jobs import build_event_worker
     from app.main import create_app
     from app.webhooks.jobs import build_inbox_worker, build_reconciler
 
@@ -41,12 +43,17 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
             if settings.reconciler_enabled:
                 refreshed = len((await build_reconciler(app).run_once()).refreshed)
             print(f"Handled {handled} webhook event(s), refreshed {refreshed} bank feed(s).")
+            attempted = await build_event_worker(app).run_once()
+            print(f"Attempted {attempted} event delivery(ies).")
             return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        log.info("worker running: webhook inbox%s", " and reconciler" * settings.reconciler_enabled)
+        log.info(
+            "worker running: webhook inbox%s, event delivery",
+            ", reconciler" * settings.reconciler_enabled,
+        )
         print("bankfeeds worker running; stop with Ctrl-C or SIGTERM.", file=sys.stderr)
         await stop.wait()
     return 0

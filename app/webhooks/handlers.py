@@ -22,6 +22,7 @@ from app.bank_feeds.repository import set_connection_status
 from app.bank_feeds.sync import apply_codat_account
 from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED
 from app.db import utcnow
+from app.events.outbox import announce
 from app.models import CONNECTION_STATUSES, BankFeed, BankFeedConnection, SourceAccount
 from app.webhooks import rate_limit
 from app.webhooks.inbox import InboxEvent, Outcome
@@ -131,6 +132,7 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
             at = effective_time(feed.connection_status_at, event.as_of, leaves_initial)
             if at is not None:
                 set_connection_status(feed, status, at)
+        await announce(session, feed.customer_id)
         return Outcome("handled", feed.customer_id)
     earlier = next((c for c in feed.connections if c.connection_id == connection.id), None)
     if earlier is None:
@@ -188,6 +190,7 @@ async def handle_source_account_event(session: AsyncSession, event: InboxEvent) 
         status = "connected" if event.event_type.endswith(".connected") else "disconnected"
         apply_codat_account(account, seen.model_copy(update={"status": status}), at)
     account.last_heard_at = last_heard
+    await announce(session, feed.customer_id)
     return Outcome("handled", feed.customer_id)
 
 
