@@ -44,6 +44,8 @@ def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> Reda
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # our client logs each Codat call
+    # Its debug lines carry SQL parameters, and endpoint signing secrets are among them.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "app"):
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, RedactingFilter)]:

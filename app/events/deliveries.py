@@ -219,7 +219,7 @@ async def listed(
     ]
     if filters:
         query = query.where(and_(*filters))
-    return [(d, e) for d, e in (await session.execute(query)).tuples()]
+    return [(d, e) for d, e in (await session.execute(query)).all()]
 
 
 async def get(

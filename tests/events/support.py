@@ -103,3 +103,34 @@ async def deliveries(sessions: async_sessionmaker[AsyncSession]) -> list[EventDe
     async with sessions() as session:
         query = select(EventDelivery).order_by(EventDelivery.id)
         return list((await session.execute(query)).scalars())
+
+
+class Clock:
+    """A movable clock for the delivery worker, starting now (signatures stay verifiable)."""
+
+    def __init__(self) -> None:
+        from app.db import utcnow
+
+        self.now = utcnow()
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+async def emit(
+    sessions: async_sessionmaker[AsyncSession], customer_id: str, *names: str
+) -> list[str]:
+    """One `transactions.pushed` event per name, each committed on its own; their ids."""
+    from app.events.outbox import emit_transactions
+
+    ids = []
+    for name in names:
+        async with sessions() as session:
+            ids += await emit_transactions(session, "pushed", customer_id, "acc", [name])
+            await session.commit()
+    return ids
