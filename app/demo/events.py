@@ -90,6 +90,8 @@ def _summary(event: dict[str, Any]) -> dict[str, Any]:
         "type": event.get("type"),
         "timestamp": event.get("timestamp"),
         "customer_id": data.get("customer_id"),
+        "account_id": data.get("account_id"),
+        "account_status": data.get("account_status"),
         "detail": detail,
         "status": data.get("status"),
     }

@@ -53,8 +53,8 @@ class EventWorker:
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
         self.clock = clock
-        # A claim outlives the request's timeout; after a crash the delivery frees itself.
-        self.lock = timedelta(seconds=timeout_seconds + 10)
+        # A claim outlives the request's time limit; after a crash the delivery frees itself.
+        self.lock = timedelta(seconds=timeout_seconds + 5)
 
     async def run(self) -> None:
         """Until cancelled: attempt what is due, then wait for the next poll."""
@@ -137,13 +137,17 @@ class EventWorker:
     async def _send(self, http: httpx.AsyncClient, job: Job) -> Result:
         headers = signed_headers(job.event_id, job.body, job.secrets, self.clock())
         try:
-            # Streamed and never read: the receiver's body is neither needed nor trusted.
-            async with http.stream(
-                "POST", job.url, content=job.body.encode(), headers=headers
-            ) as response:
+            # One time limit for the whole request (httpx's applies to each step of it). The
+            # answer is streamed and never read: its body is neither needed nor trusted.
+            async with (
+                asyncio.timeout(self.timeout),
+                http.stream(
+                    "POST", job.url, content=job.body.encode(), headers=headers
+                ) as response,
+            ):
                 code = response.status_code
                 retry_after = _seconds(response.headers.get("retry-after"))
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return Result(False, error=f"no answer within {self.timeout:g}s")
         except httpx.HTTPError as exc:
             return Result(False, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])

@@ -177,6 +177,23 @@ async def test_no_answer_is_a_failed_attempt(
     )
 
 
+async def test_a_slow_receiver_is_cut_off_at_the_time_limit(service: Service) -> None:
+    await register(service)
+    await add_customer(service.sessions, accounts=0)
+    await emit(service.sessions, "cus-1", "txn-1")
+
+    class Slow(Receiver):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(5)
+            return await super().handle_async_request(request)
+
+    sender = build_event_worker(service.app, transport=Slow(), timeout_seconds=0.2)
+    assert sender.lock == timedelta(seconds=5.2)
+    await asyncio.wait_for(sender.run_once(), 3)
+    [row] = await deliveries(service.sessions)
+    assert (row.status, row.last_error) == ("pending", "no answer within 0.2s")
+
+
 async def test_in_order_per_customer_unless_an_earlier_one_is_retrying(service: Service) -> None:
     await register(service)
     await add_customer(service.sessions, "cus-a", accounts=0)

@@ -1,5 +1,5 @@
 // The demo host app's live view: it asks its own server for the events it received from
-// bankfeeds-connect, lists them, and updates each customer's row from the status they carry.
+// bankfeeds-connect, lists them, and updates each customer's row from what they carry.
 (function () {
   "use strict";
   var list = document.getElementById("events");
@@ -13,15 +13,22 @@
   var polls = 0;
   var MAX_POLLS = 3600; // an hour of looking, then a reload starts again
 
-  function updateRow(status) {
-    var row = document.getElementById("customer-" + status.customer_id);
+  function updateRow(event) {
+    var row = document.getElementById("customer-" + event.customer_id);
     if (!row) {
       return;
     }
+    var status = event.status;
     row.querySelector(".connection-status").textContent = status.connection_status || notConnected;
     row.querySelector(".connected-count").textContent = countText
       .replace("{n}", status.accounts_connected)
       .replace("{total}", status.accounts_total);
+    if (event.account_id) {
+      var account = row.querySelector('li[data-account="' + CSS.escape(event.account_id) + '"]');
+      if (account) {
+        account.querySelector(".account-status").textContent = event.account_status;
+      }
+    }
   }
 
   function show(event) {
@@ -44,7 +51,7 @@
     item.appendChild(document.createTextNode(" · " + parts.join(" · ")));
     list.insertBefore(item, list.firstChild);
     if (event.status) {
-      updateRow(event.status);
+      updateRow(event);
     }
   }
 
