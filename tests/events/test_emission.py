@@ -268,6 +268,24 @@ async def test_ops_changes_emit_events(service: Service) -> None:
     ]
 
 
+async def test_a_purge_deletes_the_customers_events_and_queued_deliveries(
+    service: Service,
+) -> None:
+    await register(service)
+    await add_customer(service.sessions, accounts=1)
+    await add_customer(service.sessions, "cus-2", accounts=1)
+    for customer_id in ("cus-1", "cus-2"):
+        async with service.sessions() as session:
+            await emit_transactions(session, "pushed", customer_id, "acc", ["t1"])
+            await session.commit()
+    response = await service.client.delete(
+        "/ops/customers/cus-1", params={"purge": "true"}, headers=service.ops_headers
+    )
+    assert response.status_code == 200, response.text
+    assert [e["data"]["customer_id"] for e in await outbox(service.sessions)] == ["cus-2"]
+    assert [d.customer_id for d in await deliveries(service.sessions)] == ["cus-2"]
+
+
 async def test_an_imported_account_for_a_connected_customer_needs_action(
     service: Service,
 ) -> None:
