@@ -24,7 +24,6 @@ from app.db import Base, JSONType, Money, UTCDateTime, utcnow
 CONNECTION_STATUSES = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
 ACCOUNT_STATUSES = ("pending", "connecting", "connected", "disconnected", "unknown")
 ACCOUNT_TYPES = ("checking", "savings", "loan", "creditCard", "prepaidCard")
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 class Customer(Base):

@@ -44,7 +44,7 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
                 refreshed = len((await build_reconciler(app).run_once()).refreshed)
             print(f"Handled {handled} webhook event(s), refreshed {refreshed} bank feed(s).")
             attempted = await build_event_worker(app).run_once()
-            print(f"Attempted {attempted} event delivery(ies).")
+            print(f"Made {attempted} event delivery attempt(s).")
             return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.events.catalog import EVENT_TYPES
 from app.models import EventDelivery, OutboundEvent
 from tests.conftest import Service
+from tests.servers import free_port
 
 HOOK_URL = "https://bank.test/hooks/bankfeeds"
 
@@ -134,3 +139,48 @@ async def emit(
             ids += await emit_transactions(session, "pushed", customer_id, "acc", [name])
             await session.commit()
     return ids
+
+
+class HostApp:
+    """The host app's endpoint on a real loopback port, in a thread: verifies each event with
+    `secret`, answers after a few ms, and fails `failure_rate` of the attempts at random."""
+
+    def __init__(self, rng: random.Random, failure_rate: float = 0.0) -> None:
+        self.rng = rng
+        self.failure_rate = failure_rate
+        self.secret = ""
+        self.lock = threading.Lock()
+        self.events: list[dict[str, Any]] = []
+        self.refused = 0
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                time.sleep(host.rng.uniform(0, 0.02))
+                try:
+                    event = Webhook(host.secret).verify(body, dict(self.headers))
+                except WebhookVerificationError:
+                    with host.lock:  # a request cut short by a kill is refused, not counted
+                        host.refused += len(body) == length
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                fail = host.rng.random() < host.failure_rate
+                if not fail:
+                    with host.lock:
+                        host.events.append(event)
+                self.send_response(500 if fail else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def received(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.events)

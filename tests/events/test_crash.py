@@ -6,23 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import time
 import uuid
 from collections import Counter
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.events.outbox import announce
 from app.models import BankFeed, CodatEvent, EventDelivery, SourceAccount
 from tests.conftest import OPS_TOKEN
+from tests.events.support import HostApp
 from tests.servers import Process, free_port, run_service
 from tests.webhooks.support import (
     account_payload,
@@ -45,50 +43,6 @@ SERVICE_ENV = {
     "EVENT_RETRY_BASE_SECONDS": "0.2",
     "EVENT_RETRY_MAX_SECONDS": "1",
 }
-
-
-class HostApp:
-    """The host app's endpoint on a loopback port: verifies each event, fails one attempt in
-    five at random, answers after a few ms."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.secret = ""
-        self.lock = threading.Lock()
-        self.events: list[dict[str, Any]] = []
-        self.refused = 0
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                body = self.rfile.read(length)
-                time.sleep(host.rng.uniform(0, 0.02))
-                try:
-                    event = Webhook(host.secret).verify(body, dict(self.headers))
-                except WebhookVerificationError:
-                    with host.lock:  # a request cut short by a kill is refused, not counted
-                        host.refused += len(body) == length
-                    self.send_response(400)
-                    self.end_headers()
-                    return
-                fail = host.rng.random() < 0.2
-                if not fail:
-                    with host.lock:
-                        host.events.append(event)
-                self.send_response(500 if fail else 204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.events)
 
 
 def key(event: dict[str, Any]) -> str:
@@ -133,7 +87,7 @@ async def test_sigkill_while_handling_and_delivering_loses_no_event(
             ]
         )
 
-    host = HostApp(rng)
+    host = HostApp(rng, failure_rate=0.2)
     host.thread.start()
     port = free_port()
     pending_at_kill: list[tuple[int, int]] = []
