@@ -133,7 +133,8 @@ async def emit_transactions(
         raise ValueError("a reason is required for held and rejected transactions, only for them")
     if reason is not None and not 0 < len(reason) <= MAX_REASON:
         raise ValueError(f"reason must be 1 to {MAX_REASON} characters")
-    await _lock_state(session, customer_id)
+    # Locks the customer's events in order, and tells any status change first.
+    await announce(session, customer_id)
     endpoints = await _subscriptions(session)
     now = utcnow()
     stored = []

@@ -350,6 +350,20 @@ async def test_transaction_events_from_the_feed(service: Service) -> None:
         assert dict(fanned.all()) == {"host-app": 4, "pushes-only": 2}
 
 
+async def test_a_status_change_not_told_yet_goes_before_the_transactions(
+    service: Service,
+) -> None:
+    await seed_feed(service.sessions, status="Linked", accounts=1)  # no announce yet
+    async with service.sessions() as session:
+        await emit_transactions(session, "pushed", "cus-1", "cus-1-acc-0", ["t1"])
+        await session.commit()
+    assert await new_events(service, 0) == [
+        "customer.connected",
+        "customer.needs_action accounts_pending",
+        "transactions.pushed cus-1-acc-0",
+    ]
+
+
 @pytest.mark.parametrize(
     ("outcome", "ids", "reason", "message"),
     [
