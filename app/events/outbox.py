@@ -20,6 +20,7 @@ from app.events import catalog
 from app.events.status import Facts, current_facts
 from app.models import (
     BankFeed,
+    Customer,
     CustomerEventState,
     EventDelivery,
     EventEndpoint,
@@ -133,6 +134,8 @@ async def emit_transactions(
         raise ValueError("a reason is required for held and rejected transactions, only for them")
     if reason is not None and not 0 < len(reason) <= MAX_REASON:
         raise ValueError(f"reason must be 1 to {MAX_REASON} characters")
+    if await session.get(Customer, customer_id) is None:
+        raise ValueError(f"no customer {customer_id!r}")
     # Locks the customer's events in order, and tells any status change first.
     await announce(session, customer_id)
     endpoints = await _subscriptions(session)

@@ -373,6 +373,7 @@ async def test_a_status_change_not_told_yet_goes_before_the_transactions(
         ("pushed", ["t"], "why", "only for them"),
         ("held", ["t"], None, "required"),
         ("rejected", ["t"], "x" * 501, "1 to 500"),
+        ("pushed", ["t"], None, "no customer 'cus-9'"),
     ],
 )
 async def test_transaction_events_refuse_bad_input(
@@ -381,7 +382,8 @@ async def test_transaction_events_refuse_bad_input(
     await add_customer(service.sessions, accounts=1)
     async with service.sessions() as session:
         with pytest.raises(ValueError, match=message):
-            await emit_transactions(session, outcome, "cus-1", "cus-1-acc-0", ids, reason=reason)
+            customer_id = "cus-9" if "cus-9" in message else "cus-1"
+            await emit_transactions(session, outcome, customer_id, "acc", ids, reason=reason)
     assert await outbox(service.sessions) == []
 
 
