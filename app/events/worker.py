@@ -104,7 +104,12 @@ class EventWorker:
             for item in fresh:
                 attempted.add(item.id)
                 queues.setdefault((item.endpoint_name, item.customer_id), []).append(item)
-            await asyncio.gather(*(in_order(q) for q in queues.values()))
+            outcomes = await asyncio.gather(
+                *(in_order(q) for q in queues.values()), return_exceptions=True
+            )
+            for outcome in outcomes:  # once every queue has stopped: the database is away, say
+                if isinstance(outcome, BaseException):
+                    raise outcome
         return len(attempted)
 
     async def _attempt(self, http: httpx.AsyncClient, item: Due) -> None:
