@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from app.customers.cli import register_import
 from app.doctor import register as register_doctor
-from app.ops.cli import register_import
 from app.settings import ConfigurationError, load_settings
 from app.webhooks.cli import register as register_worker
 

@@ -23,16 +23,16 @@ from app.codat.client import CodatClient
 from app.connect.routes import ops_router as connect_ops_router
 from app.connect.routes import router as connect_router
 from app.connect.service import ConnectService
+from app.customers.routes import router as ops_router
 from app.db import create_engine, session_factory
 from app.demo.routes import router as demo_router
 from app.demo.seed import seed_demo_customers
 from app.deps import OpsGate
 from app.limits import BodySizeLimit
 from app.logs import configure_logging
-from app.ops.routes import router as ops_router
 from app.pages import message_page, pick_language
+from app.services import background_jobs as webhook_background_jobs
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings, load_settings
-from app.webhooks.jobs import background_jobs as webhook_background_jobs
 from app.webhooks.routes import router as webhook_router
 
 log = logging.getLogger("app")

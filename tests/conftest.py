@@ -7,7 +7,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from app.db import Base, create_engine, session_factory
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings
+from tests.transports import WatchedCodat
 
 ROOT = Path(__file__).resolve().parents[1]
 OAS_DIR = ROOT.parent / "shared" / "codat" / "oas"
@@ -220,3 +221,32 @@ async def service(database_url: str) -> AsyncIterator[Service]:
     await _truncate(database_url)
     async for svc in start_service(database_url):
         yield svc
+
+
+@dataclass
+class FaultyService:
+    service: Service
+    codat: WatchedCodat
+
+    def fail(
+        self,
+        status: int | None = None,
+        lose_response_for: Callable[[httpx.Request], bool] | None = None,
+    ) -> None:
+        """From now on Codat fails; requests give up retrying after a short budget."""
+        self.codat.down_status = status
+        self.codat.lose_response_for = lose_response_for
+        self.service.app.state.settings.connect_retry_budget_seconds = 0.4
+
+    def recover(self) -> None:
+        self.codat.down_status = self.codat.lose_response_for = None
+
+
+@pytest.fixture
+async def faulty(database_url: str) -> AsyncIterator[FaultyService]:
+    """The service with a Codat that can be made to fail (`fail`, `recover`)."""
+    await _truncate(database_url)
+    codat = WatchedCodat()
+    async for svc in start_service(database_url, codat_transport=codat):
+        codat.sandbox = svc.app.state.sandbox_app
+        yield FaultyService(svc, codat)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bank_feeds import rate_limit
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.refresh import refresh_bank_feed
 from app.codat.client import CodatClient, retry_budget
@@ -26,7 +27,6 @@ from app.codat.errors import CodatError, CodatRateLimited
 from app.codat.models import LINKED, PENDING_AUTH
 from app.db import utcnow
 from app.models import BankFeed
-from app.webhooks import rate_limit
 
 log = logging.getLogger("app.reconciler")
 

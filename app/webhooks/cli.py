@@ -31,7 +31,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 async def run_worker(settings: Settings, *, once: bool) -> int:
     from app.main import create_app
-    from app.webhooks.jobs import build_inbox_worker, build_reconciler
+    from app.services import build_inbox_worker, build_reconciler
 
     app = create_app(settings, run_background=not once, seed_demo=False)
     async with app.router.lifespan_context(app):

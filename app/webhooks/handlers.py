@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.bank_feeds import rate_limit
 from app.bank_feeds.repository import set_connection_status
 from app.bank_feeds.sync import apply_codat_account
 from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED
 from app.db import utcnow
 from app.models import CONNECTION_STATUSES, BankFeed, BankFeedConnection, SourceAccount
-from app.webhooks import rate_limit
 from app.webhooks.inbox import InboxEvent, Outcome
 from app.webhooks.payloads import ConnectionPayload, RateLimitPayload, SourceAccountPayload
 

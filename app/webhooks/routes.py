@@ -10,13 +10,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from app.codat.webhooks import InvalidSecret, WebhookRejected, signing_key, verify
 from app.db import utcnow
 from app.deps import OpsAuth, SessionDep
+from app.services import inbox_signal
 from app.settings import Settings
 from app.webhooks import inbox
 from app.webhooks.inbox import MAX_WEBHOOK_ID, MalformedEnvelope, parse_envelope
-from app.webhooks.jobs import inbox_signal
-from app.webhooks.signature import InvalidSecret, WebhookRejected, signing_key, verify
 
 log = logging.getLogger("app.webhooks")
 

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from app.sandbox import SandboxConfig, create_sandbox_app
 from app.sandbox.faults import FaultConfig, FaultInjector
-from app.webhooks.jobs import build_inbox_worker
+from app.services import build_inbox_worker
 from tests.conftest import (
     CONNECT_SECRET,
     OPS_TOKEN,

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from app.webhooks.jobs import build_inbox_worker
+from app.services import build_inbox_worker
 from tests.conftest import Service
 from tests.webhooks.support import (
     COMPANY,

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import select
 
 from app.models import BankFeed, BankFeedConnection
-from app.webhooks.jobs import build_inbox_worker
+from app.services import build_inbox_worker
 from tests.conftest import Service
 from tests.factories import add_customer
 from tests.webhooks.support import accounts, events

@@ -8,7 +8,7 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from app.webhooks.jobs import build_inbox_worker
+from app.services import build_inbox_worker
 from tests.conftest import OPS_TOKEN, WEBHOOK_SECRET, Service
 from tests.webhooks.support import (
     at,

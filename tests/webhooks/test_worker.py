@@ -9,10 +9,10 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import create_engine, session_factory, utcnow
+from app.services import background_jobs, build_inbox_worker
 from app.webhooks import inbox
 from app.webhooks.handlers import HANDLERS
 from app.webhooks.inbox import InboxEvent, Outcome
-from app.webhooks.jobs import background_jobs, build_inbox_worker
 from app.webhooks.worker import InboxWorker
 from tests.conftest import WEBHOOK_SECRET, Service, make_settings
 from tests.webhooks.support import (

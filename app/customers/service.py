@@ -9,16 +9,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds import repository as feeds
+from app.bank_feeds.statuses import account_status_sql, count_statuses, customer_action_reasons
 from app.bank_feeds.sync import apply_codat_account, mark_pushed, to_codat
 from app.codat.client import CodatClient
 from app.codat.errors import CodatConflict, CodatNotFound
 from app.codat.models import DEAUTHORIZED, LINKED, UNLINKED, SourceAccountUpdate
 from app.connect.service import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
 from app.customers import repository as customers
-from app.db import insert_ignore, utcnow
-from app.models import BankFeed, CodatEvent, Customer, SourceAccount, UsedConnectToken
-from app.ops.errors import Conflict, NotFound, talking_to_codat
-from app.ops.schemas import (
+from app.customers.schemas import (
     AccountCounts,
     AccountIn,
     BankFeedSummary,
@@ -29,7 +27,9 @@ from app.ops.schemas import (
     OffboardLocal,
     OffboardOut,
 )
-from app.ops.views import account_status_sql, count_statuses, customer_action_reasons
+from app.db import insert_ignore, utcnow
+from app.errors import Conflict, NotFound, talking_to_codat
+from app.models import BankFeed, CodatEvent, Customer, SourceAccount, UsedConnectToken
 
 # Codat identifies a bank account by these; it cannot change them once the account is pushed.
 FIXED_FIELDS = (

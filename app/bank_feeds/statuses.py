@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_
 
 from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED
+from app.customers.schemas import ACCOUNT_STATUSES, AccountOut, Reason
 from app.models import BankFeed, SourceAccount
-from app.ops.schemas import ACCOUNT_STATUSES, AccountOut, Reason
 
 # A connection in one of these needs the customer to click Connect (again).
 ACTION_CONNECTION_STATUSES = (PENDING_AUTH, UNLINKED, DEAUTHORIZED)

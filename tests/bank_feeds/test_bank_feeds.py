@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import event, update
 
 from app.models import BankFeed, Customer, SourceAccount
-from tests.conftest import Service
-from tests.ops.conftest import (
-    FaultyService,
+from tests.conftest import FaultyService, Service
+from tests.customers.test_import import HEADER, post_import
+from tests.ops_api import (
     calls,
     codat_connection,
     customer_with_accounts,
@@ -20,7 +20,6 @@ from tests.ops.conftest import (
     put_customer,
     with_bank_feed,
 )
-from tests.ops.test_import import HEADER, post_import
 
 
 async def status_of(service: Service, customer_id: str = "cus-1", **params: Any) -> Any:

@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.models import SourceAccount
-from tests.conftest import Service
-from tests.ops.conftest import (
-    FaultyService,
+from tests.conftest import FaultyService, Service
+from tests.ops_api import (
     account_body,
     calls,
     codat_connection,

@@ -16,9 +16,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
-from app.models import Customer, SourceAccount
-from app.ops.schemas import (
+from app.customers.schemas import (
     ACCOUNT_VALUE_COLUMNS,
     ID_PATTERN,
     AccountIn,
@@ -26,7 +24,9 @@ from app.ops.schemas import (
     ImportCounts,
     ImportOut,
 )
-from app.ops.service import FIXED_FIELDS
+from app.customers.service import FIXED_FIELDS
+from app.db import utcnow
+from app.models import Customer, SourceAccount
 
 Format = Literal["csv", "json"]
 Progress = Callable[[int], object]

@@ -11,11 +11,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.bank_feeds import service as status
+from app.bank_feeds.statuses import account_out
+from app.customers import importer, service
 from app.customers.repository import list_source_accounts
-from app.deps import CodatDep, OpsAuth, SessionDep, SettingsDep
-from app.ops import importer, service, status
-from app.ops.errors import OpsError
-from app.ops.schemas import (
+from app.customers.schemas import (
     ID_PATTERN,
     AccountDeleteOut,
     AccountIn,
@@ -32,7 +32,8 @@ from app.ops.schemas import (
     OffboardOut,
     SyncOut,
 )
-from app.ops.views import account_out
+from app.deps import CodatDep, OpsAuth, SessionDep, SettingsDep
+from app.errors import OpsError
 from app.settings import Settings
 
 router = APIRouter(

@@ -14,12 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.refresh import refresh_bank_feed
+from app.bank_feeds.statuses import (
+    account_out,
+    account_status,
+    account_status_sql,
+    count_statuses,
+    customer_action_reasons,
+    needs_action_sql,
+)
 from app.bank_feeds.sync import create_missing, update_changed
 from app.codat.client import CodatClient
 from app.customers.repository import list_source_accounts
-from app.models import BankFeed, Customer, SourceAccount
-from app.ops.errors import Conflict, talking_to_codat
-from app.ops.schemas import (
+from app.customers.schemas import (
     ACCOUNT_STATUSES,
     ID_PATTERN,
     BankFeedPage,
@@ -29,15 +35,9 @@ from app.ops.schemas import (
     ConnectionHistoryItem,
     SyncOut,
 )
-from app.ops.service import live_connection, require_customer
-from app.ops.views import (
-    account_out,
-    account_status,
-    account_status_sql,
-    count_statuses,
-    customer_action_reasons,
-    needs_action_sql,
-)
+from app.customers.service import live_connection, require_customer
+from app.errors import Conflict, talking_to_codat
+from app.models import BankFeed, Customer, SourceAccount
 
 MAX_PAGE = 500
 

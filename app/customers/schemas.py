@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from app.codat.models import AccountType, RoutingType
-from app.ops.codes import COUNTRY_CODES, CURRENCY_CODES
+from app.customers.rules import COUNTRY_CODES, CURRENCY_CODES
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 # Codat's company-name rule, plus at least one character that is not a space.
