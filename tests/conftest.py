@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import Base, create_engine, session_factory
 from app.main import create_app
 from app.migrate import upgrade
+from app.services import Services
 from app.settings import Settings
 from tests.transports import WatchedCodat
 
@@ -178,8 +179,12 @@ class Service:
         return self.app.state.sandbox_app.state.sandbox
 
     @property
+    def services(self) -> Services:
+        return self.app.state.services  # type: ignore[no-any-return]
+
+    @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
-        return self.app.state.sessions  # type: ignore[no-any-return]
+        return self.services.sessions
 
     def codat_calls(self, method: str | None = None) -> list[Any]:
         return [c for c in self.sandbox.calls if method is None or c.method == method]
@@ -236,7 +241,8 @@ class FaultyService:
         """From now on Codat fails; requests give up retrying after a short budget."""
         self.codat.down_status = status
         self.codat.lose_response_for = lose_response_for
-        self.service.app.state.settings.connect_retry_budget_seconds = 0.4
+        for service in (self.service.services.customers, self.service.services.bank_feeds):
+            service.budget = 0.4
 
     def recover(self) -> None:
         self.codat.down_status = self.codat.lose_response_for = None

@@ -60,7 +60,7 @@ async def customer_with_accounts(
 async def with_bank_feed(service: Service, customer_id: str = "cus-1", accounts: int = 2) -> None:
     """A customer whose accounts are in Codat: the connect flow ran (connection PendingAuth)."""
     await customer_with_accounts(service, customer_id, accounts)
-    await service.app.state.connect_service.connect(customer_id)
+    await service.services.connect.connect(customer_id)
     service.sandbox.reset_calls()
 
 

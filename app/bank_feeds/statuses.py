@@ -1,16 +1,31 @@
-"""How rows read back: account statuses, their counts, and why a customer must act."""
+"""The one vocabulary of a bank feed's state, and what it asks of the customer.
+
+Connection statuses are Codat's; account statuses are Codat's plus `not_pushed`, ours for an
+account Codat does not have yet. Each word is spelled here once; the rest of the code uses these
+names, and the ops API's schemas list these values.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import ColumnElement, and_, case, func, or_
 
-from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED
-from app.customers.schemas import ACCOUNT_STATUSES, AccountOut, Reason
 from app.models import BankFeed, SourceAccount
 
+ConnectionStatus = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized"]
+CONNECTION_STATUSES: tuple[ConnectionStatus, ...] = get_args(ConnectionStatus)
+PENDING_AUTH, LINKED, UNLINKED, DEAUTHORIZED = CONNECTION_STATUSES
+
+AccountStatus = Literal[
+    "not_pushed", "pending", "connecting", "connected", "disconnected", "unknown"
+]
+ACCOUNT_STATUSES: tuple[AccountStatus, ...] = get_args(AccountStatus)
+NOT_PUSHED, PENDING, CONNECTING, CONNECTED, DISCONNECTED, UNKNOWN = ACCOUNT_STATUSES
+
+# A connection in one of these can take accounts and give a fresh Link URL.
+REUSABLE_CONNECTION_STATUSES = frozenset({PENDING_AUTH, LINKED})
 # A connection in one of these needs the customer to click Connect (again).
 ACTION_CONNECTION_STATUSES = (PENDING_AUTH, UNLINKED, DEAUTHORIZED)
 _CONNECTION_REASONS = {
@@ -29,74 +44,59 @@ _CONNECTION_REASONS = {
 }
 
 
+def live_connection(feed: BankFeed | None) -> tuple[str, str] | None:
+    """The company and connection changes go to, while the connection can still be used."""
+    if feed is None or feed.company_id is None or feed.connection_id is None:
+        return None
+    if feed.connection_status in (UNLINKED, DEAUTHORIZED):
+        return None
+    return feed.company_id, feed.connection_id
+
+
 def account_status(account: SourceAccount) -> str:
     if account.pushed_at is None:
-        return "not_pushed"
-    return account.codat_status or "unknown"
+        return NOT_PUSHED
+    return account.codat_status or UNKNOWN
 
 
 def account_status_sql() -> ColumnElement[str]:
     return case(
-        (SourceAccount.pushed_at.is_(None), "not_pushed"),
-        else_=func.coalesce(SourceAccount.codat_status, "unknown"),
+        (SourceAccount.pushed_at.is_(None), NOT_PUSHED),
+        else_=func.coalesce(SourceAccount.codat_status, UNKNOWN),
     )
 
 
 def count_statuses(statuses: Iterable[str]) -> dict[str, int]:
-    counts = dict.fromkeys(ACCOUNT_STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(ACCOUNT_STATUSES, 0)
     for status in statuses:
-        counts[status if status in counts else "unknown"] += 1
+        counts[status if status in counts else UNKNOWN] += 1
     return counts
-
-
-def account_out(account: SourceAccount) -> AccountOut:
-    return AccountOut(
-        id=account.id,
-        accountName=account.account_name,
-        accountType=account.account_type,
-        accountNumber=account.account_number,
-        currency=account.currency,
-        balance=account.balance,
-        sortCode=account.sort_code,
-        routingInfo=account.routing_info,
-        accountInfo=account.account_info,
-        status=account_status(account),
-        feedStartDate=account.feed_start_date,
-        pushed_at=account.pushed_at,
-        last_heard_at=account.last_heard_at,
-        status_changed_at=account.status_changed_at,
-        sync_error=account.sync_error,
-        in_sync=account.in_sync,
-        created_at=account.created_at,
-        updated_at=account.updated_at,
-    )
 
 
 def customer_action_reasons(
     connection_id: str | None, connection_status: str | None, counts: Mapping[str, int]
-) -> list[Reason]:
-    """Why the customer must click Connect; `needs_action_sql` is the same rule in SQL."""
+) -> list[tuple[str, str]]:
+    """Why the customer must click Connect, as (code, message); `needs_action_sql` in SQL."""
     if connection_id is None or connection_status is None:
-        return [Reason(code="no_connection", message="The customer has not clicked Connect yet.")]
+        return [("no_connection", "The customer has not clicked Connect yet.")]
     if connection_status in ACTION_CONNECTION_STATUSES:
-        code, message = _CONNECTION_REASONS[connection_status]
-        return [Reason(code=code, message=message)]
+        return [_CONNECTION_REASONS[connection_status]]
     reasons = []
     if connection_status == LINKED:
-        if counts.get("not_pushed"):
+        if counts.get(NOT_PUSHED):
             reasons.append(
-                Reason(
-                    code="accounts_not_pushed",
-                    message=f"{counts['not_pushed']} account(s) are not in Codat yet: the "
-                    "customer must click Connect, which adds them, and connect them in QuickBooks.",
+                (
+                    "accounts_not_pushed",
+                    f"{counts[NOT_PUSHED]} account(s) are not in Codat yet: the customer must "
+                    "click Connect, which adds them, and connect them in QuickBooks.",
                 )
             )
-        if counts.get("pending"):
+        if counts.get(PENDING):
             reasons.append(
-                Reason(
-                    code="accounts_pending",
-                    message=f"{counts['pending']} account(s) are pending: the customer must "
-                    "click Connect and connect them in QuickBooks.",
+                (
+                    "accounts_pending",
+                    f"{counts[PENDING]} account(s) are pending: the customer must click Connect "
+                    "and connect them in QuickBooks.",
                 )
             )
     return reasons

@@ -1,83 +1,276 @@
-"""Customers and their source accounts: our database decides, Codat follows within the request."""
+"""Customers and their source accounts: our database decides, Codat follows within the request.
+
+Each method is one unit of work: it commits before it returns, so no answer goes out before
+what it reports is stored. A change Codat must make goes through `app.bank_feeds.sync` first;
+if Codat fails, nothing is committed here.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import repository as feeds
-from app.bank_feeds.statuses import account_status_sql, count_statuses, customer_action_reasons
-from app.bank_feeds.sync import apply_codat_account, mark_pushed, to_codat
+from app.bank_feeds.schemas import AccountOut, BankFeedSummary
+from app.bank_feeds.statuses import (
+    CONNECTED,
+    LINKED,
+    UNKNOWN,
+    account_status_sql,
+    count_statuses,
+    customer_action_reasons,
+    live_connection,
+)
+from app.bank_feeds.sync import push_account, remove_account
 from app.codat.client import CodatClient
-from app.codat.errors import CodatConflict, CodatNotFound
-from app.codat.models import DEAUTHORIZED, LINKED, UNLINKED, SourceAccountUpdate
-from app.connect.service import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
-from app.customers import repository as customers
+from app.codat.errors import CodatNotFound
+from app.customers import importer
+from app.customers.rules import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
 from app.customers.schemas import (
+    ACCOUNT_FIELDS,
+    FIXED_FIELDS,
     AccountCounts,
+    AccountDeleteOut,
     AccountIn,
-    BankFeedSummary,
+    AccountWriteOut,
     CodatWrite,
     CustomerIn,
     CustomerOut,
+    ImportOut,
     OffboardCodat,
     OffboardLocal,
     OffboardOut,
 )
 from app.db import insert_ignore, utcnow
-from app.errors import Conflict, NotFound, talking_to_codat
+from app.errors import Conflict, CustomerNotFound, NotFound, talking_to_codat
 from app.models import BankFeed, CodatEvent, Customer, SourceAccount, UsedConnectToken
 
-# Codat identifies a bank account by these; it cannot change them once the account is pushed.
-FIXED_FIELDS = (
-    ("account_type", "accountType"),
-    ("account_number", "accountNumber"),
-    ("currency", "currency"),
-    ("sort_code", "sortCode"),
-    ("routing_info", "routingInfo"),
-)
+
+class CustomerService:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], codat: CodatClient, *, budget: float
+    ) -> None:
+        self.sessions = sessions
+        self.codat = codat
+        self.budget = budget  # seconds for the Codat calls of one request, retries included
+
+    # --- customers ----------------------------------------------------------------------
+
+    async def put_customer(self, customer_id: str, body: CustomerIn) -> tuple[CustomerOut, bool]:
+        """Create or update; True when created. Two PUTs racing to create both succeed."""
+        async with self.sessions() as session:
+            values = {"name": body.name, "country": body.country, "locale": body.locale}
+            dialect = session.get_bind().dialect.name
+            inserted = await session.execute(
+                insert_ignore(dialect, Customer, {"id": customer_id, **values})
+            )
+            created = inserted.rowcount == 1  # type: ignore[attr-defined]
+            if not created:
+                customer = await _require_customer(session, customer_id)
+                customer.name, customer.country, customer.locale = (
+                    body.name,
+                    body.country,
+                    body.locale,
+                )
+                await session.flush()
+            out = await _customer_out(session, customer_id)
+            await session.commit()
+            return out, created
+
+    async def get_customer(self, customer_id: str) -> CustomerOut:
+        """The customer, with counts of their accounts and a summary of their bank feed."""
+        async with self.sessions() as session:
+            return await _customer_out(session, customer_id)
+
+    async def offboard(self, customer_id: str, *, purge: bool) -> OffboardOut:
+        """Unlink the customer's QuickBooks connection; with `purge`, delete everything."""
+        async with self.sessions() as session:
+            await _require_customer(session, customer_id)
+            feed = await feeds.get_bank_feed(session, customer_id)
+            codat = OffboardCodat(
+                connection_unlinked=False,
+                company_deleted=False,
+                connection_status=feed.connection_status if feed else None,
+                companies_deleted=[],
+            )
+            if purge:
+                codat.companies_deleted = await self._delete_companies(customer_id, feed)
+                codat.company_deleted = bool(codat.companies_deleted)
+                codat.connection_status = None
+                accounts = await session.scalar(
+                    select(func.count()).where(SourceAccount.customer_id == customer_id)
+                )
+                for model in (CodatEvent, UsedConnectToken):
+                    await session.execute(delete(model).where(model.customer_id == customer_id))
+                await session.execute(delete(Customer).where(Customer.id == customer_id))
+                local = OffboardLocal(customer_deleted=True, accounts_deleted=accounts or 0)
+            else:
+                if feed is not None and feed.company_id and feed.connection_id:
+                    codat.connection_unlinked = await self._unlink(feed)
+                    codat.connection_status = feed.connection_status
+                local = OffboardLocal(customer_deleted=False, accounts_deleted=0)
+            await session.commit()
+        return OffboardOut(customer_id=customer_id, purge=purge, codat=codat, local=local)
+
+    async def _unlink(self, feed: BankFeed) -> bool:
+        assert feed.company_id is not None and feed.connection_id is not None
+        with talking_to_codat(self.budget, "unlinking the QuickBooks connection"):
+            try:
+                connection = await self.codat.get_connection(feed.company_id, feed.connection_id)
+            except CodatNotFound:
+                return False  # gone from Codat already: nothing left to unlink
+            unlinked = connection.status == LINKED
+            if unlinked:
+                connection = await self.codat.unlink_connection(feed.company_id, feed.connection_id)
+        feeds.set_connection_status(feed, connection.status, utcnow())
+        return unlinked
+
+    async def _delete_companies(self, customer_id: str, feed: BankFeed | None) -> list[str]:
+        if feed is None:
+            return []  # no click ever reached Codat: there is no company
+        deleted = []
+        with talking_to_codat(self.budget, "deleting the customer's Codat company"):
+            # An earlier click may have created a company and lost the answer: find it by tag.
+            found = {
+                c.id for c in await self.codat.find_companies_by_tag(CUSTOMER_TAG, customer_id)
+            }
+            for company_id in sorted(found | ({feed.company_id} if feed.company_id else set())):
+                with contextlib.suppress(CodatNotFound):
+                    await self.codat.delete_company(company_id)
+                    deleted.append(company_id)
+        return deleted
+
+    # --- source accounts ----------------------------------------------------------------
+
+    async def list_accounts(self, customer_id: str) -> list[AccountOut]:
+        async with self.sessions() as session:
+            await _require_customer(session, customer_id)
+            return [
+                AccountOut.of(a) for a in await feeds.list_source_accounts(session, customer_id)
+            ]
+
+    async def get_account(self, customer_id: str, account_id: str) -> AccountOut:
+        async with self.sessions() as session:
+            return AccountOut.of(await _require_account(session, customer_id, account_id))
+
+    async def put_account(
+        self, customer_id: str, account_id: str, body: AccountIn
+    ) -> tuple[AccountWriteOut, bool]:
+        """Store the account (True when created); with a bank feed, Codat gets the change first."""
+        async with self.sessions() as session:
+            await _require_customer(session, customer_id)
+            account = await session.get(
+                SourceAccount, (customer_id, account_id), populate_existing=True
+            )
+            values = body.columns()
+            created = account is None
+            if account is None:
+                account = SourceAccount(customer_id=customer_id, id=account_id)
+            elif account.is_pushed:
+                _refuse_fixed_changes(account, values)
+            local_only = []
+            if account.is_pushed and account.account_info != values["account_info"]:
+                local_only.append(ACCOUNT_FIELDS["account_info"])
+            if account.is_pushed and account.codat_status == CONNECTED:
+                if account.balance != body.balance:
+                    # Codat takes a balance only until the account connects.
+                    local_only.append(ACCOUNT_FIELDS["balance"])
+            target = live_connection(await feeds.get_bank_feed(session, customer_id))
+            # Nothing reaches the database until Codat has answered: no write lock across its calls.
+            with session.no_autoflush:
+                for column, value in values.items():
+                    setattr(account, column, value)
+                write = await self._push(target, account, local_only)
+            if created:
+                session.add(account)
+            await session.flush()
+            out = AccountWriteOut(**AccountOut.of(account).model_dump(), codat=write)
+            await session.commit()
+            return out, created
+
+    async def _push(
+        self, target: tuple[str, str] | None, account: SourceAccount, local_only: list[str]
+    ) -> CodatWrite:
+        if target is None:
+            return CodatWrite(
+                action="not_sent",
+                fields=[],
+                local_only=[],
+                note="No usable bank feed yet: Codat gets it when the customer clicks Connect.",
+            )
+        if account.is_pushed:
+            doing = f"updating account {account.id!r} in the bank feed"
+        else:
+            doing = f"adding account {account.id!r} to the bank feed"
+        with talking_to_codat(self.budget, doing):
+            push = await push_account(self.codat, target, account)
+        notes = {
+            "created": "The customer must click Connect to connect the new account in QuickBooks.",
+            "already_in_codat": "Codat already had this account; it now carries our name and "
+            "balance.",
+        }
+        kept = local_only if push.action in ("updated", "unchanged") else []
+        return CodatWrite(
+            action=push.action, fields=push.fields, local_only=kept, note=notes.get(push.action)
+        )
+
+    async def delete_account(self, customer_id: str, account_id: str) -> AccountDeleteOut:
+        """Delete in Codat (while the feed is usable), then here."""
+        async with self.sessions() as session:
+            account = await _require_account(session, customer_id, account_id)
+            target = live_connection(await feeds.get_bank_feed(session, customer_id))
+            outcome: Literal["deleted", "not_in_codat", "not_sent"] = "not_sent"
+            if target is not None:
+                doing = f"removing account {account_id!r} from the bank feed"
+                with talking_to_codat(self.budget, doing):
+                    removed = await remove_account(self.codat, target, account_id)
+                outcome = "deleted" if removed else "not_in_codat"
+            await session.delete(account)
+            await session.commit()
+        return AccountDeleteOut(customer_id=customer_id, account_id=account_id, codat=outcome)
+
+    # --- import -------------------------------------------------------------------------
+
+    async def import_rows(self, body: bytes, fmt: importer.Format) -> ImportOut:
+        """Every row is checked first; a file with any bad row writes nothing."""
+        plan = importer.validate(importer.parse(importer.decode(body), fmt))
+        async with self.sessions() as session:
+            result = await importer.write(session, plan)
+            await session.commit()
+        return result
 
 
-def live_connection(feed: BankFeed | None) -> tuple[str, str] | None:
-    """The company and connection changes go to, while the connection can still be used."""
-    if feed is None or feed.company_id is None or feed.connection_id is None:
-        return None
-    if feed.connection_status in (UNLINKED, DEAUTHORIZED):
-        return None
-    return feed.company_id, feed.connection_id
-
-
-# --- customers --------------------------------------------------------------------------
-
-
-async def require_customer(session: AsyncSession, customer_id: str) -> Customer:
-    customer = await customers.get_customer(session, customer_id)
+async def _require_customer(session: AsyncSession, customer_id: str) -> Customer:
+    customer = await session.get(Customer, customer_id)
     if customer is None:
-        raise NotFound(f"Customer {customer_id!r} not found.")
+        raise CustomerNotFound(customer_id)
     return customer
 
 
-async def put_customer(session: AsyncSession, customer_id: str, body: CustomerIn) -> bool:
-    """Create or update; True when created. Two PUTs racing to create both succeed."""
-    values = {"name": body.name, "country": body.country, "locale": body.locale}
-    dialect = session.get_bind().dialect.name
-    inserted = await session.execute(
-        insert_ignore(dialect, Customer, {"id": customer_id, **values})
-    )
-    if inserted.rowcount == 1:  # type: ignore[attr-defined]
-        return True
-    customer = await customers.get_customer(session, customer_id)
-    assert customer is not None
-    customer.name, customer.country, customer.locale = body.name, body.country, body.locale
-    await session.flush()
-    return False
+async def _require_account(
+    session: AsyncSession, customer_id: str, account_id: str
+) -> SourceAccount:
+    account = await session.get(SourceAccount, (customer_id, account_id), populate_existing=True)
+    if account is None:
+        raise NotFound(f"Account {account_id!r} of customer {customer_id!r} not found.")
+    return account
 
 
-async def customer_out(session: AsyncSession, customer_id: str) -> CustomerOut:
-    customer = await require_customer(session, customer_id)
+def _refuse_fixed_changes(account: SourceAccount, values: dict[str, object]) -> None:
+    fixed = [name for column, name in FIXED_FIELDS if getattr(account, column) != values[column]]
+    if fixed:
+        raise Conflict(
+            f"Codat cannot change {', '.join(fixed)} of account {account.id!r}: it is already "
+            "in the customer's bank feed. Nothing was changed. Delete the account and add it "
+            "under a new id instead."
+        )
+
+
+async def _customer_out(session: AsyncSession, customer_id: str) -> CustomerOut:
+    customer = await _require_customer(session, customer_id)
     status = account_status_sql().label("status")
     rows = await session.execute(
         select(status, func.count())
@@ -86,7 +279,7 @@ async def customer_out(session: AsyncSession, customer_id: str) -> CustomerOut:
     )
     counts = count_statuses([])
     for name, count in rows:
-        counts[name if name in counts else "unknown"] += count
+        counts[name if name in counts else UNKNOWN] += count
     feed = await feeds.get_bank_feed(session, customer_id)
     summary = None
     if feed is not None:
@@ -106,236 +299,7 @@ async def customer_out(session: AsyncSession, customer_id: str) -> CustomerOut:
         created_at=customer.created_at,
         updated_at=customer.updated_at,
         accounts=AccountCounts(
-            total=sum(counts.values()), connected_count=counts["connected"], by_status=counts
+            total=sum(counts.values()), connected_count=counts[CONNECTED], by_status=counts
         ),
         bank_feed=summary,
     )
-
-
-async def offboard_customer(
-    session: AsyncSession, codat: CodatClient, budget: float, customer_id: str, *, purge: bool
-) -> OffboardOut:
-    """Unlink the customer's QuickBooks connection; with `purge`, delete everything."""
-    await require_customer(session, customer_id)
-    feed = await feeds.get_bank_feed(session, customer_id)
-    codat_result = OffboardCodat(
-        connection_unlinked=False,
-        company_deleted=False,
-        connection_status=feed.connection_status if feed else None,
-        companies_deleted=[],
-    )
-    if purge:
-        codat_result.companies_deleted = await _delete_companies(codat, budget, customer_id, feed)
-        codat_result.company_deleted = bool(codat_result.companies_deleted)
-        codat_result.connection_status = None
-        accounts = await session.scalar(
-            select(func.count()).where(SourceAccount.customer_id == customer_id)
-        )
-        for model in (CodatEvent, UsedConnectToken):
-            await session.execute(delete(model).where(model.customer_id == customer_id))
-        await session.execute(delete(Customer).where(Customer.id == customer_id))
-        local = OffboardLocal(customer_deleted=True, accounts_deleted=accounts or 0)
-    else:
-        if feed is not None and feed.company_id and feed.connection_id:
-            codat_result.connection_unlinked = await _unlink(codat, budget, feed)
-            codat_result.connection_status = feed.connection_status
-        local = OffboardLocal(customer_deleted=False, accounts_deleted=0)
-    return OffboardOut(customer_id=customer_id, purge=purge, codat=codat_result, local=local)
-
-
-async def _unlink(codat: CodatClient, budget: float, feed: BankFeed) -> bool:
-    assert feed.company_id is not None and feed.connection_id is not None
-    with talking_to_codat(budget, "unlinking the QuickBooks connection"):
-        try:
-            connection = await codat.get_connection(feed.company_id, feed.connection_id)
-        except CodatNotFound:
-            return False  # gone from Codat already: nothing left to unlink
-        unlinked = connection.status == LINKED
-        if unlinked:
-            connection = await codat.unlink_connection(feed.company_id, feed.connection_id)
-    feeds.set_connection_status(feed, connection.status, utcnow())
-    return unlinked
-
-
-async def _delete_companies(
-    codat: CodatClient, budget: float, customer_id: str, feed: BankFeed | None
-) -> list[str]:
-    if feed is None:
-        return []  # no click ever reached Codat: there is no company
-    deleted = []
-    with talking_to_codat(budget, "deleting the customer's Codat company"):
-        # An earlier click may have created a company and lost the answer: find it by tag.
-        found = {c.id for c in await codat.find_companies_by_tag(CUSTOMER_TAG, customer_id)}
-        for company_id in sorted(found | ({feed.company_id} if feed.company_id else set())):
-            with contextlib.suppress(CodatNotFound):
-                await codat.delete_company(company_id)
-                deleted.append(company_id)
-    return deleted
-
-
-# --- source accounts --------------------------------------------------------------------
-
-
-async def require_account(
-    session: AsyncSession, customer_id: str, account_id: str
-) -> SourceAccount:
-    account = await session.get(SourceAccount, (customer_id, account_id), populate_existing=True)
-    if account is None:
-        raise NotFound(f"Account {account_id!r} of customer {customer_id!r} not found.")
-    return account
-
-
-@dataclass
-class AccountWrite:
-    account: SourceAccount
-    created: bool
-    codat: CodatWrite
-
-
-async def put_account(
-    session: AsyncSession,
-    codat: CodatClient,
-    budget: float,
-    customer_id: str,
-    account_id: str,
-    body: AccountIn,
-) -> AccountWrite:
-    """Store the account; when the customer has a bank feed, Codat gets the change first."""
-    await require_customer(session, customer_id)
-    account = await session.get(SourceAccount, (customer_id, account_id), populate_existing=True)
-    values = body.columns()
-    created = account is None
-    if account is None:
-        account = SourceAccount(customer_id=customer_id, id=account_id)
-    elif account.is_pushed:
-        fixed = [
-            name for column, name in FIXED_FIELDS if getattr(account, column) != values[column]
-        ]
-        if fixed:
-            raise Conflict(
-                f"Codat cannot change {', '.join(fixed)} of account {account_id!r}: it is already "
-                "in the customer's bank feed. Nothing was changed. Delete the account and add "
-                "it under a new id instead."
-            )
-    local_only = []
-    if account.is_pushed and account.account_info != values["account_info"]:
-        local_only.append("accountInfo")
-    if (
-        account.is_pushed
-        and account.codat_status == "connected"
-        and account.balance != body.balance
-    ):
-        local_only.append("balance")  # Codat takes a balance only before the account connects
-    target = live_connection(await feeds.get_bank_feed(session, customer_id))
-    # Nothing reaches the database until Codat has answered: no write lock across its calls.
-    with session.no_autoflush:
-        for column, value in values.items():
-            setattr(account, column, value)
-        if target is None:
-            write = CodatWrite(
-                action="not_sent",
-                fields=[],
-                local_only=[],
-                note="No usable bank feed yet: Codat gets it when the customer clicks Connect.",
-            )
-        elif not account.is_pushed:
-            write = await _create_in_codat(codat, budget, target, account)
-        else:
-            write = await _update_in_codat(codat, budget, target, account, local_only)
-    if created:
-        session.add(account)
-    await session.flush()
-    return AccountWrite(account, created, write)
-
-
-async def _create_in_codat(
-    codat: CodatClient, budget: float, target: tuple[str, str], account: SourceAccount
-) -> CodatWrite:
-    company_id, connection_id = target
-    source_account = to_codat(account)
-    sent = sorted(source_account.model_dump(by_alias=True, exclude_none=True))
-    with talking_to_codat(budget, f"adding account {account.id!r} to the bank feed"):
-        try:
-            seen = await codat.create_source_account(company_id, connection_id, source_account)
-        except CodatConflict:
-            # Codat has it already (an earlier answer was lost): adopt it, then align it.
-            listed = await codat.list_source_accounts(company_id, connection_id)
-            existing = next((a for a in listed if a.id == account.id), None)
-            if existing is None:
-                raise
-            mark_pushed(account, utcnow(), existing)
-            patched = await _patch(codat, target, account)
-            return CodatWrite(
-                action="already_in_codat",
-                fields=patched,
-                local_only=[],
-                note="Codat already had this account; it now carries our name and balance.",
-            )
-    mark_pushed(account, utcnow(), seen)
-    return CodatWrite(
-        action="created",
-        fields=sent,
-        local_only=[],
-        note="The customer must click Connect to connect the new account in QuickBooks.",
-    )
-
-
-async def _update_in_codat(
-    codat: CodatClient,
-    budget: float,
-    target: tuple[str, str],
-    account: SourceAccount,
-    local_only: list[str],
-) -> CodatWrite:
-    if not (account.needs_rename or account.needs_balance):
-        return CodatWrite(action="unchanged", fields=[], local_only=local_only)
-    with talking_to_codat(budget, f"updating account {account.id!r} in the bank feed"):
-        try:
-            patched = await _patch(codat, target, account)
-        except CodatNotFound:
-            # Codat lost the account (deleted there): add it again.
-            account.pushed_at = account.codat_status = None
-            return await _create_in_codat(codat, budget, target, account)
-    return CodatWrite(action="updated", fields=patched, local_only=local_only)
-
-
-async def _patch(codat: CodatClient, target: tuple[str, str], account: SourceAccount) -> list[str]:
-    """PATCH what Codat may change (name; balance while not connected); the fields sent."""
-    update = SourceAccountUpdate(
-        id=account.id,
-        account_name=account.account_name if account.needs_rename else None,
-        balance=account.balance if account.needs_balance else None,
-    )
-    fields = [
-        f
-        for f, v in (("accountName", update.account_name), ("balance", update.balance))
-        if v is not None
-    ]
-    if not fields:
-        return []
-    seen = await codat.update_source_account(*target, update)
-    account.pushed_account_name = account.account_name
-    if update.balance is not None:
-        account.pushed_balance = account.balance
-    apply_codat_account(account, seen, utcnow())
-    account.sync_error = None
-    return fields
-
-
-async def delete_account(
-    session: AsyncSession, codat: CodatClient, budget: float, customer_id: str, account_id: str
-) -> str:
-    """Delete in Codat (while the feed is usable), then here; what happened in Codat."""
-    account = await require_account(session, customer_id, account_id)
-    target = live_connection(await feeds.get_bank_feed(session, customer_id))
-    outcome = "not_sent"
-    if target is not None:
-        outcome = "deleted"
-        with talking_to_codat(budget, f"removing account {account_id!r} from the bank feed"):
-            try:
-                await codat.delete_source_account(*target, account_id)
-            except CodatNotFound:
-                outcome = "not_in_codat"
-    await session.delete(account)
-    await session.flush()
-    return outcome

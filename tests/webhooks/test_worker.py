@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bank_feeds.reconciler import Reconciler
 from app.db import create_engine, session_factory, utcnow
-from app.services import background_jobs, build_inbox_worker
+from app.services import open_services
+from app.settings import Settings
 from app.webhooks import inbox
 from app.webhooks.handlers import HANDLERS
 from app.webhooks.inbox import InboxEvent, Outcome
@@ -54,8 +57,8 @@ async def test_a_failure_is_retried_with_backoff_and_then_succeeds(service: Serv
     await seed_feed(service.sessions)
     await deliver(service.client, CONNECTED)
     flaky = Flaky(2, message=f"cannot reach db with {WEBHOOK_SECRET}")
-    worker = build_inbox_worker(
-        service.app, handlers={"connection.connected": flaky}, retry_base_seconds=0.1
+    worker = service.services.inbox_worker(
+        handlers={"connection.connected": flaky}, retry_base_seconds=0.1
     )
     before = utcnow()
     await worker.run_once()
@@ -91,8 +94,7 @@ async def test_gives_up_after_the_last_attempt(service: Service) -> None:
     await seed_feed(service.sessions)
     await deliver(service.client, CONNECTED)
     flaky = Flaky(99)
-    worker = build_inbox_worker(
-        service.app,
+    worker = service.services.inbox_worker(
         handlers={"connection.connected": flaky},
         retry_base_seconds=0.01,
         max_attempts=3,
@@ -147,7 +149,7 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease(service: Service
         await session.commit()
     async with service.sessions() as session:  # and nobody else can claim that attempt
         assert not await inbox.claim(session, row.id, 0, utcnow(), timedelta(seconds=0.3))
-    worker = build_inbox_worker(service.app)
+    worker = service.services.inbox_worker()
     assert await worker.run_once() == 0
     await wait_until_due(service)
     assert await worker.run_once() == 1
@@ -184,11 +186,14 @@ async def test_a_new_event_wakes_the_worker_without_waiting_for_the_poll(
             await asyncio.sleep(0.02)
 
 
-def test_background_jobs_follow_the_settings() -> None:
-    settings = make_settings("sqlite+aiosqlite:///unused.db")
-    names = [job.__name__ for job in background_jobs(settings)]
-    assert names == ["inbox_worker_job"]  # the test settings turn the reconciler off
+async def test_background_jobs_follow_the_settings(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+
+    async def jobs(settings: Settings) -> list[type]:
+        async with open_services(settings) as services:
+            return [type(job.__self__) for job in services.background_jobs()]  # type: ignore[attr-defined]
+
+    assert await jobs(settings) == [InboxWorker]  # the test settings turn the reconciler off
     enabled = settings.model_copy(update={"reconciler_enabled": True})
-    assert [j.__name__ for j in background_jobs(enabled)] == ["inbox_worker_job", "reconciler_job"]
-    off = enabled.model_copy(update={"background_workers": "off"})
-    assert background_jobs(off) == []
+    assert await jobs(enabled) == [InboxWorker, Reconciler]
+    assert await jobs(enabled.model_copy(update={"background_workers": "off"})) == []
