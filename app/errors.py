@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -31,10 +31,20 @@ API_PREFIXES = ("/ops", "/webhooks", "/healthz", "/readyz", "/openapi", "/docs")
 
 
 class DomainError(Exception):
-    """A request that cannot be served; `page` is what the browser is shown."""
+    """A request that cannot be served. Each kind names its HTTP status and the page the
+    browser is shown (`class NotFound(DomainError, status=404, page="not_found")`)."""
 
-    status_code = 400
-    page = "request_invalid"
+    status_code: ClassVar[int] = 400
+    page: str = "request_invalid"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, page: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if page is not None:
+            cls.page = page
 
     def __init__(
         self, detail: Any, *, headers: Mapping[str, str] | None = None, page: str | None = None
@@ -43,25 +53,23 @@ class DomainError(Exception):
         self.detail = detail
         self.headers = dict(headers) if headers else None
         if page is not None:
-            self.page = page
+            self.page = page  # a more precise page for this one failure
 
 
-class InvalidRequest(DomainError):
-    status_code = 400
+class InvalidRequest(DomainError, status=400):
+    """Well-formed HTTP, but not what the endpoint takes (a webhook that is no envelope)."""
 
 
-class Unauthorized(DomainError):
-    status_code = 401
-    page = "token_invalid"
+class Unauthorized(DomainError, status=401, page="token_invalid"):
+    """A missing or wrong credential: the ops token, a webhook signature, a connect token."""
 
 
-class Forbidden(DomainError):
-    status_code = 403
+class Forbidden(DomainError, status=403):
+    """Understood and allowed to nobody in this situation."""
 
 
-class NotFound(DomainError):
-    status_code = 404
-    page = "not_found"
+class NotFound(DomainError, status=404, page="not_found"):
+    pass
 
 
 class CustomerNotFound(NotFound):
@@ -69,41 +77,32 @@ class CustomerNotFound(NotFound):
         super().__init__(f"Customer {customer_id!r} not found.", page="customer_unknown")
 
 
-class Conflict(DomainError):
-    status_code = 409
+class Conflict(DomainError, status=409):
+    """The change clashes with what is stored, or with what Codat can do."""
 
 
-class UnsupportedMediaType(DomainError):
-    status_code = 415
+class UnsupportedMediaType(DomainError, status=415):
+    pass
 
 
-class Unprocessable(DomainError):
-    status_code = 422
+class Unprocessable(DomainError, status=422):
+    pass
 
 
-class Misconfigured(DomainError):
+class Misconfigured(DomainError, status=500):
     """Our configuration, not the request, is at fault."""
 
-    status_code = 500
+
+class CodatRefused(DomainError, status=502, page="codat_failed"):
+    """Codat answered, and said no (or said something we cannot use)."""
 
 
-class CodatRefused(DomainError):
-    status_code = 502
-    page = "codat_failed"
-
-
-class CodatUnavailable(DomainError):
+class CodatUnavailable(DomainError, status=503, page="codat_unavailable"):
     """Codat did not answer in time; trying again later may work."""
 
-    status_code = 503
-    page = "codat_unavailable"
 
-
-class Busy(DomainError):
+class Busy(DomainError, status=503, page="codat_unavailable"):
     """Another request holds the customer's bank feed and did not finish in time."""
-
-    status_code = 503
-    page = "codat_unavailable"
 
 
 @contextlib.contextmanager

@@ -152,19 +152,15 @@ async def list_bank_feeds(
 def _row(r: Any) -> BankFeedRow:
     counts = {s: int(r[s]) for s in ACCOUNT_STATUSES}
     times = [t for t in (r.customer_updated_at, r.feed_updated_at, r.accounts_updated_at) if t]
-    return BankFeedRow(
-        customer_id=r.customer_id,
-        name=r.name,
-        country=r.country,
-        company_id=r.company_id,
-        connection_id=r.connection_id,
-        connection_status=r.connection_status,
-        connection_status_at=r.connection_status_at,
-        account_count=sum(counts.values()),
-        connected_count=counts[CONNECTED],
-        counts=counts,
-        needs_customer_action=bool(r.needs_action),
-        updated_at=max(times),
+    totals = {"account_count": sum(counts.values()), "connected_count": counts[CONNECTED]}
+    return BankFeedRow.model_validate(  # the row's own columns, then what is summed over it
+        {
+            **r,
+            **totals,
+            "counts": counts,
+            "needs_customer_action": bool(r.needs_action),
+            "updated_at": max(times),
+        }
     )
 
 

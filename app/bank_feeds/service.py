@@ -4,6 +4,8 @@ writes is committed before it returns."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import listing
@@ -30,13 +32,11 @@ from app.errors import Conflict, CustomerNotFound, talking_to_codat
 from app.models import Customer
 
 
+@dataclass
 class BankFeedService:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], codat: CodatClient, *, budget: float
-    ) -> None:
-        self.sessions = sessions
-        self.codat = codat
-        self.budget = budget  # seconds for the Codat calls of one request, retries included
+    sessions: async_sessionmaker[AsyncSession]
+    codat: CodatClient
+    budget: float  # seconds for one request's Codat calls, retries included
 
     async def status(self, customer_id: str, *, refresh: bool = False) -> BankFeedStatus:
         """What our database knows of the customer's bank feed; with `refresh`, read from

@@ -21,6 +21,11 @@ from app.db import utcnow
 from app.models import SourceAccount
 
 Target = tuple[str, str]  # the company and connection an account goes to
+# What our row holds of Codat's copy of the account.
+_CODAT_COPY = (
+    "pushed_at", "pushed_account_name", "pushed_balance",
+    "codat_status", "feed_start_date", "status_changed_at",
+)  # fmt: skip
 
 
 # --- what our row says of Codat's copy -----------------------------------------------------
@@ -63,12 +68,8 @@ def mark_pushed(account: SourceAccount, at: datetime, seen: CodatSourceAccount |
 
 def forget_push(account: SourceAccount) -> None:
     """Codat does not have this account (any more): the next push creates it."""
-    account.pushed_at = None
-    account.pushed_account_name = None
-    account.pushed_balance = None
-    account.codat_status = None
-    account.feed_start_date = None
-    account.status_changed_at = None
+    for column in _CODAT_COPY:
+        setattr(account, column, None)
 
 
 def apply_codat_account(account: SourceAccount, seen: CodatSourceAccount, at: datetime) -> bool:

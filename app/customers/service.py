@@ -8,6 +8,7 @@ if Codat fails, nothing is committed here.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import delete, func, select
@@ -49,13 +50,11 @@ from app.errors import Conflict, CustomerNotFound, NotFound, talking_to_codat
 from app.models import BankFeed, CodatEvent, Customer, SourceAccount, UsedConnectToken
 
 
+@dataclass
 class CustomerService:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], codat: CodatClient, *, budget: float
-    ) -> None:
-        self.sessions = sessions
-        self.codat = codat
-        self.budget = budget  # seconds for the Codat calls of one request, retries included
+    sessions: async_sessionmaker[AsyncSession]
+    codat: CodatClient
+    budget: float  # seconds for one request's Codat calls (a write-through), retries included
 
     # --- customers ----------------------------------------------------------------------
 

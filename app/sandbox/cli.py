@@ -7,6 +7,7 @@ default: one set of defaults, whichever way the sandbox is started.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from datetime import timedelta
@@ -41,13 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
-    """Codat's failure modes (app.sandbox.faults.FaultConfig)."""
+    """Codat's failure modes; each lands in the `FaultConfig` field of its `dest`."""
     faults = sandbox.add_argument_group("faults (Codat's failure modes; none unless asked for)")
     faults.add_argument("--latency-ms", type=float, default=0.0, help="added to each API call")
     faults.add_argument("--jitter-ms", type=float, default=0.0, help="plus 0 to this, at random")
     faults.add_argument(
         "--error-rate", type=_status_rate, action="append", default=[], metavar="STATUS=P",
-        help="answer STATUS (429, 500, 503, ...) with probability P; repeatable",
+        dest="status_rates", help="answer STATUS (429, 503, ...) with probability P; repeatable",
     )  # fmt: skip
     faults.add_argument("--timeout-rate", type=float, default=0.0, help="held, never answered")
     faults.add_argument("--timeout-seconds", type=float, default=30.0, help="how long held")
@@ -55,15 +56,19 @@ def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--lost-response-rate", type=float, default=0.0, help="done, then closed unanswered"
     )
-    faults.add_argument("--fault-method", action="append", default=[], metavar="METHOD")
     faults.add_argument(
-        "--fault-route", action="append", default=[], metavar="PATTERN",
+        "--fault-method", action="append", default=[], metavar="METHOD", dest="methods"
+    )
+    faults.add_argument(
+        "--fault-route", action="append", default=[], metavar="PATTERN", dest="routes",
         help="route template or path glob the faults apply to; repeatable (default: all)",
     )  # fmt: skip
     faults.add_argument("--concurrency-limit", type=int, default=None, help="Codat's is 10")
     faults.add_argument("--daily-quota", type=int, default=None, help="then 429 until 00:00")
-    faults.add_argument("--retry-after", type=int, default=1, help="seconds, on a fault 429")
-    faults.add_argument("--fault-seed", type=int, default=None)
+    faults.add_argument(
+        "--retry-after", type=int, default=1, dest="retry_after_seconds", help="seconds, on a 429"
+    )
+    faults.add_argument("--fault-seed", type=int, default=None, dest="seed")
 
 
 def _status_rate(text: str) -> tuple[int, float]:
@@ -76,21 +81,8 @@ def _status_rate(text: str) -> tuple[int, float]:
 
 def config_from(args: argparse.Namespace) -> SandboxConfig:
     """ValueError when the faults asked for cannot be."""
-    faults = FaultConfig(
-        status_rates=dict(args.error_rate),
-        timeout_rate=args.timeout_rate,
-        timeout_seconds=args.timeout_seconds,
-        drop_rate=args.drop_rate,
-        lost_response_rate=args.lost_response_rate,
-        latency_ms=args.latency_ms,
-        jitter_ms=args.jitter_ms,
-        methods=tuple(args.fault_method),
-        routes=tuple(args.fault_route),
-        concurrency_limit=args.concurrency_limit,
-        daily_quota=args.daily_quota,
-        retry_after_seconds=args.retry_after,
-        seed=args.fault_seed,
-    )
+    chosen = {f.name: getattr(args, f.name) for f in dataclasses.fields(FaultConfig)}
+    faults = FaultConfig(**{**chosen, "status_rates": dict(chosen["status_rates"])})
     optional: dict[str, Any] = {}
     if args.disconnect_delay is not None:
         optional["disconnect_delay"] = timedelta(seconds=float(args.disconnect_delay))
