@@ -9,7 +9,7 @@ from collections.abc import Callable
 from app.customers.cli import register_import
 from app.doctor import register as register_doctor
 from app.settings import ConfigurationError, load_settings
-from app.webhooks.cli import register as register_worker
+from app.worker import register as register_worker
 
 Command = Callable[[argparse.Namespace], int]
 

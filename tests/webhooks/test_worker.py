@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bank_feeds.reconciler import Reconciler
 from app.db import create_engine, session_factory, utcnow
-from app.services import open_services
-from app.settings import Settings
 from app.webhooks import inbox
 from app.webhooks.handlers import HANDLERS
 from app.webhooks.inbox import InboxEvent, Outcome
 from app.webhooks.worker import InboxWorker
-from tests.conftest import WEBHOOK_SECRET, Service, make_settings
+from tests.conftest import WEBHOOK_SECRET, Service
 from tests.webhooks.support import (
     at,
     connection_payload,
@@ -184,16 +180,3 @@ async def test_a_new_event_wakes_the_worker_without_waiting_for_the_poll(
         while (await feed(service.sessions)).connection_status != "Linked":
             assert asyncio.get_running_loop().time() - started < 5
             await asyncio.sleep(0.02)
-
-
-async def test_background_jobs_follow_the_settings(tmp_path: Path) -> None:
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
-
-    async def jobs(settings: Settings) -> list[type]:
-        async with open_services(settings) as services:
-            return [type(job.__self__) for job in services.background_jobs()]  # type: ignore[attr-defined]
-
-    assert await jobs(settings) == [InboxWorker]  # the test settings turn the reconciler off
-    enabled = settings.model_copy(update={"reconciler_enabled": True})
-    assert await jobs(enabled) == [InboxWorker, Reconciler]
-    assert await jobs(enabled.model_copy(update={"background_workers": "off"})) == []

@@ -1,4 +1,5 @@
-"""`bankfeeds worker`: the webhook inbox worker and the reconciler, without HTTP."""
+"""`bankfeeds worker`: the service's background work (the webhook inbox worker and the
+reconciler) in a process of its own, with the same services as the app and no HTTP."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import signal
 import sys
 
+from app.logs import configure_logging
+from app.services import build_sandbox, open_services
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app.worker")
@@ -30,10 +33,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def run_worker(settings: Settings, *, once: bool) -> int:
-    """The background work of the service, in a process of its own."""
-    from app.logs import configure_logging
-    from app.services import build_sandbox, open_services
-
     sandbox = build_sandbox(settings) if settings.sandbox_mode else None
     async with open_services(settings, sandbox=sandbox) as services:
         configure_logging(services.redactor)
