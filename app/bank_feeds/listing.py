@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import ColumnElement, Select, case, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +26,7 @@ from app.bank_feeds.statuses import (
 from app.models import ID_PATTERN, BankFeed, Customer, SourceAccount
 
 MAX_PAGE = 500
+NOT_A_CURSOR = "Value error, is not a cursor this API returned"
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,15 @@ def encode_cursor(customer_id: str) -> str:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The customer id a page starts after; ValueError for a cursor this API did not give."""
+    """The customer id a page starts after (a validator of the `cursor` query parameter)."""
     if cursor is None:
         return None
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("is not a cursor this API returned") from exc
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = ""
     if not re.fullmatch(ID_PATTERN, value):
-        raise ValueError("is not a cursor this API returned")
+        raise PydanticCustomError("value_error", NOT_A_CURSOR)
     return value
 
 
