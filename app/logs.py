@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterable
 
+from app.settings import SANDBOX_API_KEY, Settings
+
 _LINK = re.compile(r"(otp=)[^&\s\"']+|(/start\?)[^\s\"']+", re.IGNORECASE)
+
+
+def redaction_list(settings: Settings) -> list[str]:
+    """Every value no log line or stored error may show: the secrets, the sandbox's key, and
+    the Codat key as its Authorization header carries it (base64)."""
+    values = [SANDBOX_API_KEY, *settings.secret_values()]
+    if settings.codat_api_key is not None:
+        values.append(base64.b64encode(settings.codat_api_key.get_secret_value().encode()).decode())
+    return values
 
 
 class RedactingFilter(logging.Filter):
@@ -34,9 +46,8 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> RedactingFilter:
+def configure_logging(redactor: RedactingFilter, level: int = logging.INFO) -> None:
     """Install the redacting filter on the root handlers (and any added later by uvicorn)."""
-    redactor = RedactingFilter(secrets)
     root = logging.getLogger()
     if not root.handlers:
         handler: logging.Handler = logging.StreamHandler()
@@ -55,4 +66,3 @@ def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> Reda
             for old in [f for f in existing.filters if isinstance(f, RedactingFilter)]:
                 existing.removeFilter(old)
             existing.addFilter(redactor)
-    return redactor

@@ -21,9 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, Money, UTCDateTime, utcnow
 
-CONNECTION_STATUSES = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
-ACCOUNT_STATUSES = ("pending", "connecting", "connected", "disconnected", "unknown")
-ACCOUNT_TYPES = ("checking", "savings", "loan", "creditCard", "prepaidCard")
+# Our ids of customers and accounts: what the host app may use, within the 64-character columns.
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
 class Customer(Base):
@@ -100,23 +99,6 @@ class SourceAccount(Base):
     @property
     def is_pushed(self) -> bool:
         return self.pushed_at is not None
-
-    @property
-    def needs_rename(self) -> bool:
-        return self.is_pushed and self.pushed_account_name != self.account_name
-
-    @property
-    def needs_balance(self) -> bool:
-        return (
-            self.is_pushed
-            and self.codat_status != "connected"
-            and self.pushed_balance is not None
-            and self.pushed_balance != self.balance
-        )
-
-    @property
-    def in_sync(self) -> bool:
-        return self.is_pushed and not self.needs_rename and not self.needs_balance
 
 
 class BankFeed(Base):

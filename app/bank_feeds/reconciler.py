@@ -1,9 +1,9 @@
-"""The polling fallback for missed webhooks: refresh bank feeds that are not settled.
+"""The polling fallback for missed webhooks: refresh bank feeds whose state can still move.
 
 A feed is due when `next_reconcile_at` has passed. `PendingAuth` feeds are refreshed often for
-a while after a click, `Linked` ones rarely, others not at all. The reconciler stays within a
-Codat request budget per minute, holds the customer's lease while it refreshes, pauses while
-Codat's rate limit is in force, and backs off when Codat fails.
+a while after a click, `Linked` ones rarely, others not at all (only a click moves them). The
+reconciler stays within a Codat request budget per minute, holds the customer's lease while it
+refreshes, pauses while Codat's rate limit is in force, and backs off when Codat fails.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bank_feeds import rate_limit
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.refresh import refresh_bank_feed
+from app.bank_feeds.statuses import LINKED, PENDING_AUTH, Announce
 from app.codat.client import CodatClient, retry_budget
 from app.codat.errors import CodatError, CodatRateLimited
-from app.codat.models import LINKED, PENDING_AUTH
 from app.db import utcnow
 from app.models import BankFeed
-from app.webhooks import rate_limit
 
 log = logging.getLogger("app.reconciler")
 
@@ -47,7 +47,7 @@ class Cadence:
     linked_interval: timedelta = timedelta(hours=6)
 
     def next_reconcile(self, feed: BankFeed, now: datetime) -> datetime | None:
-        """When the feed should next be read from Codat; None when it is settled."""
+        """When the feed should next be read from Codat; None when only a click can move it."""
         if feed.connection_id is None:
             return None
         anchor = max(
@@ -80,6 +80,7 @@ class Reconciler:
         sessions: async_sessionmaker[AsyncSession],
         codat: CodatClient,
         *,
+        announce: Announce,
         cadence: Cadence | None = None,
         budget_per_minute: int = 60,
         interval_seconds: float = 30.0,
@@ -88,6 +89,7 @@ class Reconciler:
     ) -> None:
         self.sessions = sessions
         self.codat = codat
+        self.announce = announce  # the host app's events, stored with what a refresh changed
         self.cadence = cadence or Cadence()
         self.budget_per_minute = budget_per_minute
         self.interval = timedelta(seconds=interval_seconds)
@@ -191,12 +193,15 @@ class Reconciler:
         try:
             async with self.sessions() as session:
                 with retry_budget(self.retry_budget_seconds):
-                    result = await refresh_bank_feed(session, self.codat, customer_id)
+                    result = await refresh_bank_feed(
+                        session, self.codat, customer_id, announce=self.announce
+                    )
                 feed = await session.get(BankFeed, customer_id)
                 if feed is not None:
-                    settled = result.connection_missing
                     feed.next_reconcile_at = (
-                        None if settled else self.cadence.next_reconcile(feed, self.clock())
+                        None
+                        if result.connection_missing  # only a click can make a new one
+                        else self.cadence.next_reconcile(feed, self.clock())
                     )
                 await session.commit()
         except CodatRateLimited as exc:
@@ -253,7 +258,7 @@ class Reconciler:
     async def schedule(self) -> int:
         """Give feeds that changed since the last sweep (a click, a webhook) their next time.
 
-        The first sweep of a process also takes every unsettled feed with no time yet. A time
+        The first sweep of a process also takes every feed that can move with no time yet. A time
         is only ever brought forward here; a refresh sets the next one.
         """
         now = self.clock()

@@ -10,13 +10,13 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from app.codat.errors import (
     CodatConnectionError,
@@ -43,6 +43,8 @@ from app.codat.models import (
 
 log = logging.getLogger("app.codat")
 M = TypeVar("M")
+# How the client reaches Codat: the network by default, or another transport (tests, sandbox).
+Transport = httpx.AsyncBaseTransport
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 6
@@ -100,8 +102,7 @@ class CodatClient:
         *,
         timeout: float = 10.0,
         max_connections: int = 50,
-        transport: httpx.AsyncBaseTransport | None = None,
-        on_rate_limited: Callable[[float | None], Awaitable[None]] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         auth = "Basic " + base64.b64encode(api_key.encode()).decode()
         self._http = httpx.AsyncClient(
@@ -114,7 +115,6 @@ class CodatClient:
             transport=transport,
             follow_redirects=False,
         )
-        self._on_rate_limited = on_rate_limited
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -165,8 +165,6 @@ class CodatClient:
                 if response.status_code < 400:
                     return response
                 error = self._error(method, path, response)
-                if response.status_code == 429 and self._on_rate_limited is not None:
-                    await self._on_rate_limited(error.retry_after)
                 if response.status_code not in RETRY_STATUSES:
                     raise error
                 wait = (
@@ -208,10 +206,6 @@ class CodatClient:
         response = await self._request(method, path, **kwargs)
         return TypeAdapter(model).validate_python(response.json())
 
-    @staticmethod
-    def _body(model: BaseModel) -> dict[str, Any]:
-        return wire(model)
-
     # --- companies -----------------------------------------------------------------------
 
     async def create_company(
@@ -222,7 +216,7 @@ class CodatClient:
         description: str | None = None,
     ) -> Company:
         body = CompanyCreate(name=name, tags=tags or {}, description=description)
-        return await self._call(Company, "POST", "/companies", json=self._body(body))
+        return await self._call(Company, "POST", "/companies", json=wire(body))
 
     async def list_companies(
         self,
@@ -261,7 +255,7 @@ class CodatClient:
             Connection,
             "POST",
             self._connections(company_id),
-            json=self._body(body),
+            json=wire(body),
         )
 
     async def get_connection(self, company_id: str, connection_id: str) -> Connection:
@@ -286,7 +280,7 @@ class CodatClient:
     async def unlink_connection(self, company_id: str, connection_id: str) -> Connection:
         path = f"{self._connections(company_id)}/{_seg(connection_id)}"
         body = ConnectionStatusUpdate(status="Unlinked")
-        return await self._call(Connection, "PATCH", path, json=self._body(body))
+        return await self._call(Connection, "PATCH", path, json=wire(body))
 
     async def delete_connection(self, company_id: str, connection_id: str) -> None:
         await self._request("DELETE", f"{self._connections(company_id)}/{_seg(connection_id)}")
@@ -308,7 +302,7 @@ class CodatClient:
             SourceAccount,
             "POST",
             self._accounts(company_id, connection_id),
-            json=self._body(account),
+            json=wire(account),
         )
 
     async def create_source_accounts(
@@ -319,7 +313,7 @@ class CodatClient:
     ) -> list[BatchItem]:
         """Batch create: one call whatever the count. 201, 207 and 409 all answer per account."""
         path = self._accounts(company_id, connection_id) + "/batch"
-        body = [self._body(a) for a in accounts]
+        body = [wire(a) for a in accounts]
         try:
             response = await self._request("POST", path, json=body)
         except CodatError as exc:
@@ -344,7 +338,7 @@ class CodatClient:
         update: SourceAccountUpdate,
     ) -> SourceAccount:
         path = f"{self._accounts(company_id, connection_id)}/{_seg(update.id)}"
-        return await self._call(SourceAccount, "PATCH", path, json=self._body(update))
+        return await self._call(SourceAccount, "PATCH", path, json=wire(update))
 
     async def delete_source_account(
         self,
@@ -360,6 +354,11 @@ class CodatClient:
 
     async def get_integration(self, platform_key: str = PLATFORM_KEY_QBO_BANK_FEEDS) -> Integration:
         return await self._call(Integration, "GET", f"/integrations/{_seg(platform_key)}")
+
+
+def in_process(app: Any) -> Transport:
+    """A transport to an ASGI app in this process (the built-in sandbox): HTTP, but no socket."""
+    return httpx.ASGITransport(app=app)
 
 
 def _seg(value: str) -> str:

@@ -10,8 +10,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 T = TypeVar("T")
 PLATFORM_KEY_QBO_BANK_FEEDS = "hcws"
-PENDING_AUTH, LINKED, UNLINKED, DEAUTHORIZED = "PendingAuth", "Linked", "Unlinked", "Deauthorized"
-REUSABLE_CONNECTION_STATUSES = frozenset({PENDING_AUTH, LINKED})
 AccountType = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
 RoutingType = Literal[
     "rtn",
@@ -64,17 +62,13 @@ class Strict(BaseModel):
 
 class Connection(Lenient):
     id: str
-    status: str  # PendingAuth, Linked, Unlinked, Deauthorized, or one Codat adds later
+    status: str  # app.bank_feeds.statuses, or one Codat adds later
     link_url: str | None = Field(default=None, alias="linkUrl")
     integration_key: str | None = Field(default=None, alias="integrationKey")
     platform_name: str | None = Field(default=None, alias="platformName")
     source_type: str | None = Field(default=None, alias="sourceType")
     created: CodatDateTime | None = None
     last_sync: CodatDateTime | None = Field(default=None, alias="lastSync")
-
-    @property
-    def reusable(self) -> bool:
-        return self.status in REUSABLE_CONNECTION_STATUSES
 
 
 class Company(Lenient):
@@ -100,7 +94,7 @@ class SourceAccount(Lenient):
     routing_info: RoutingInfo | None = Field(default=None, alias="routingInfo")
     currency: str | None = None
     balance: Decimal | None = None
-    status: str | None = None  # pending, connecting, connected, disconnected, unknown
+    status: str | None = None  # app.bank_feeds.statuses, or one Codat adds later
     feed_start_date: CodatDate | None = Field(default=None, alias="feedStartDate")
     modified_date: CodatDateTime | None = Field(default=None, alias="modifiedDate")
 

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from app.bank_feeds.statuses import CONNECTED, account_status
 from app.connect.tokens import mint_connect_token
 from app.demo.events import router as events_router
 from app.deps import SessionDep, SettingsDep
@@ -65,7 +66,7 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
     assert secret is not None
     rows = []
     for customer in result.scalars():
-        statuses = Counter(a.codat_status or "not_pushed" for a in customer.source_accounts)
+        statuses = Counter(account_status(a) for a in customer.source_accounts)
         rows.append(
             {
                 "customer": customer,
@@ -73,13 +74,13 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
                 "token": mint_connect_token(
                     secret.get_secret_value(), customer.id, lang=customer.locale
                 ),
-                "connected": statuses.get("connected", 0),
+                "connected": statuses.get(CONNECTED, 0),
                 "total": len(customer.source_accounts),
             }
         )
     return render(
-        request,
         "demo.html",
+        sandbox_mode=settings.sandbox_mode,
         lang=lang,
         text=text,
         rows=rows,

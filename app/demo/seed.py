@@ -9,9 +9,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.events import service as events
 from app.events.catalog import EVENT_TYPES
 from app.events.schemas import EndpointIn, check_endpoint_url
+from app.events.service import EventService
 from app.models import Customer, SourceAccount
 
 log = logging.getLogger("app.demo")
@@ -95,9 +95,7 @@ async def seed_demo_customers(sessions: async_sessionmaker[AsyncSession]) -> int
     return added
 
 
-async def register_demo_endpoint(
-    sessions: async_sessionmaker[AsyncSession], public_base_url: str
-) -> bool:
+async def register_demo_endpoint(events: EventService, public_base_url: str) -> bool:
     """Point the demo endpoint at this service's demo receiver, for every event type."""
     url = public_base_url + DEMO_EVENTS_PATH
     try:
@@ -105,10 +103,6 @@ async def register_demo_endpoint(
     except ValueError as exc:
         log.warning("the demo host app receives no events: its URL %s", exc)
         return False
-    async with sessions() as session:
-        await events.put_endpoint(
-            session,
-            DEMO_ENDPOINT,
-            EndpointIn.model_validate({"url": url, "event_types": list(EVENT_TYPES)}),
-        )
+    body = EndpointIn.model_validate({"url": url, "event_types": list(EVENT_TYPES)})
+    await events.put_endpoint(DEMO_ENDPOINT, body)
     return True

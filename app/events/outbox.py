@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bank_feeds.statuses import CONNECTED
 from app.db import insert_ignore, utcnow
 from app.events import catalog
 from app.events.status import Facts, current_facts
@@ -88,11 +89,11 @@ def changes_between(
         )
     for account_id in sorted(before.accounts.keys() | after.accounts.keys()):
         old, new = before.accounts.get(account_id), after.accounts.get(account_id)
-        if (old == "connected") == (new == "connected"):
+        if (old == CONNECTED) == (new == CONNECTED):
             continue
         events.append(
             (
-                catalog.ACCOUNT_CONNECTED if new == "connected" else catalog.ACCOUNT_DISCONNECTED,
+                catalog.ACCOUNT_CONNECTED if new == CONNECTED else catalog.ACCOUNT_DISCONNECTED,
                 {
                     "customer_id": customer_id,
                     "account_id": account_id,

@@ -8,9 +8,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.codat.models import LINKED
+from app.bank_feeds.statuses import (
+    CONNECTED,
+    LINKED,
+    account_status_sql,
+    count_statuses,
+    customer_action_reasons,
+)
 from app.models import BankFeed, Customer, SourceAccount
-from app.ops.views import account_status_sql, count_statuses, customer_action_reasons
 
 
 class ConnectionStatus(BaseModel):
@@ -45,7 +50,7 @@ class Facts:
     def reasons(self) -> list[str]:
         counts = count_statuses(self.accounts.values())
         found = customer_action_reasons(self.connection_id, self.connection_status, counts)
-        return [reason.code for reason in found]
+        return [code for code, _ in found]
 
     def status(self, customer_id: str) -> ConnectionStatus:
         reasons = self.reasons()
@@ -53,7 +58,7 @@ class Facts:
             customer_id=customer_id,
             connected=self.linked,
             connection_status=self.connection_status,
-            accounts_connected=sum(s == "connected" for s in self.accounts.values()),
+            accounts_connected=sum(s == CONNECTED for s in self.accounts.values()),
             accounts_total=len(self.accounts),
             needs_action=bool(reasons),
             reasons=reasons,

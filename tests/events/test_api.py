@@ -230,7 +230,9 @@ async def test_status_refuses_a_bad_token(service: Service, bad: str | None) -> 
     params = {} if bad is None else {"token": bad}
     response = await service.client.get("/connect-bank-feeds/status", params=params)
     assert response.status_code == 401
-    assert response.json() == {"detail": "The token is not valid."}
+    assert response.json() == {"detail": "This link is not valid."}
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["cache-control"] == "no-store"
 
 
 async def test_status_of_an_unknown_customer(service: Service) -> None:
@@ -238,6 +240,8 @@ async def test_status_of_an_unknown_customer(service: Service) -> None:
         "/connect-bank-feeds/status", params={"token": token("cus-nobody")}
     )
     assert response.status_code == 404
+    assert response.json() == {"detail": "Customer 'cus-nobody' not found."}
+    assert response.headers["access-control-allow-origin"] == "*"
 
 
 async def test_status_for_the_host_apps_back_end(service: Service) -> None:

@@ -12,7 +12,6 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.events import deliveries as queue
-from app.events.jobs import build_event_worker
 from app.events.worker import EventWorker
 from tests.conftest import Service
 from tests.events.support import Clock, Receiver, deliveries, emit, outbox, register
@@ -20,7 +19,7 @@ from tests.factories import add_customer
 
 
 def worker(service: Service, receiver: Receiver, clock: Clock | None = None) -> EventWorker:
-    return build_event_worker(service.app, transport=receiver, clock=clock or Clock())
+    return service.services.event_worker(transport=receiver, clock=clock or Clock())
 
 
 async def test_delivered_signed_as_standard_webhooks(service: Service) -> None:
@@ -187,7 +186,7 @@ async def test_a_slow_receiver_is_cut_off_at_the_time_limit(service: Service) ->
             await asyncio.sleep(5)
             return await super().handle_async_request(request)
 
-    sender = build_event_worker(service.app, transport=Slow(), timeout_seconds=0.2)
+    sender = service.services.event_worker(transport=Slow(), timeout_seconds=0.2)
     assert sender.lock == timedelta(seconds=5.2)
     await asyncio.wait_for(sender.run_once(), 3)
     [row] = await deliveries(service.sessions)

@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from app.demo.seed import DEMO_ENDPOINT, register_demo_endpoint
-from app.events.jobs import build_event_worker
 from tests.conftest import Service, _truncate, start_service
 from tests.events.support import emit
 
@@ -30,7 +29,7 @@ async def test_the_demo_receives_and_shows_events(demo: Service) -> None:
     assert len(endpoint["event_types"]) == 8
 
     [event_id] = await emit(demo.sessions, "demo-us-bakery", "txn-1")
-    sender = build_event_worker(demo.app, transport=httpx.ASGITransport(app=demo.app))
+    sender = demo.services.event_worker(transport=httpx.ASGITransport(app=demo.app))
     assert await sender.run_once() == 1
     shown = (await demo.client.get("/demo/events")).json()["events"]
     assert [(e["id"], e["type"], e["customer_id"]) for e in shown] == [
@@ -58,7 +57,7 @@ async def test_the_demo_refuses_an_unsigned_event(demo: Service) -> None:
 
 
 async def test_no_demo_endpoint_on_a_public_http_address(demo: Service) -> None:
-    assert not await register_demo_endpoint(demo.sessions, "http://bank.test")
-    assert await register_demo_endpoint(demo.sessions, "https://bank.test")
+    assert not await register_demo_endpoint(demo.services.events, "http://bank.test")
+    assert await register_demo_endpoint(demo.services.events, "https://bank.test")
     one = await demo.client.get(f"/ops/event-endpoints/{DEMO_ENDPOINT}", headers=demo.ops_headers)
     assert one.json()["url"] == "https://bank.test/demo/events"

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from app.events.outbox import announce, emit_transactions
 from app.models import CustomerEventState, EventDelivery
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import Service
 from tests.events.support import deliveries, kinds, outbox, register
 from tests.factories import add_customer
@@ -34,7 +33,7 @@ async def handle(service: Service, event_type: str, payload: dict, seconds: floa
     """Codat's webhook, received and handled."""
     response = await deliver(service.client, envelope(event_type, payload, at(seconds)))
     assert response.status_code == 202
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
 
 
 async def new_events(service: Service, seen: int) -> list[str]:
@@ -146,14 +145,14 @@ async def test_each_endpoint_gets_the_types_it_asked_for(service: Service) -> No
 
 async def test_the_whole_journey_by_click_and_webhooks(service: Service) -> None:
     await add_customer(service.sessions, accounts=2)
-    link_url = await service.app.state.connect_service.connect("cus-1")
+    link_url = await service.services.connect.connect("cus-1")
     assert await new_events(service, 0) == ["customer.needs_action connection_pending_auth"]
-    await service.app.state.connect_service.connect("cus-1")  # the same click again: no event
+    await service.services.connect.connect("cus-1")  # the same click again: no event
     assert len(await outbox(service.sessions)) == 1
 
     session = await connect_in_quickbooks(service.client, link_url)
     await service.sandbox.webhooks.drain()
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert sorted(await new_events(service, 1)) == [
         f"account.connected {ACC0}",
         f"account.connected {ACC1}",
@@ -170,7 +169,7 @@ async def test_the_whole_journey_by_click_and_webhooks(service: Service) -> None
     service.sandbox.clock.advance(timedelta(days=1))
     service.sandbox.settle()
     await service.sandbox.webhooks.drain()
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert await new_events(service, seen) == [f"account.disconnected {ACC0}"]
 
 
@@ -178,7 +177,7 @@ async def test_a_refresh_and_the_late_webhook_for_the_same_change_emit_once(
     service: Service,
 ) -> None:
     await add_customer(service.sessions, accounts=1)
-    link_url = await service.app.state.connect_service.connect("cus-1")
+    link_url = await service.services.connect.connect("cus-1")
     await connect_in_quickbooks_one(service, link_url)
     seen = len(await outbox(service.sessions))
     store = service.sandbox.store
@@ -193,7 +192,7 @@ async def test_a_refresh_and_the_late_webhook_for_the_same_change_emit_once(
     expected = ["customer.disconnected", "customer.needs_action connection_deauthorized"]
     assert await new_events(service, seen) == expected
     await service.sandbox.webhooks.drain()  # Codat's own word on it comes afterwards
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert await new_events(service, seen) == expected
 
 
@@ -223,13 +222,13 @@ async def connect_in_quickbooks_one(service: Service, link_url: str) -> None:
     )
     assert connected.status_code == 200
     await service.sandbox.webhooks.drain()
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert (await outbox(service.sessions))[-1]["type"] == "account.connected"
 
 
 async def test_ops_changes_emit_events(service: Service) -> None:
     await add_customer(service.sessions, accounts=1)
-    link_url = await service.app.state.connect_service.connect("cus-1")
+    link_url = await service.services.connect.connect("cus-1")
     await connect_in_quickbooks_one(service, link_url)
     seen = len(await outbox(service.sessions))
     headers = service.ops_headers
@@ -290,7 +289,7 @@ async def test_an_imported_account_for_a_connected_customer_needs_action(
     service: Service,
 ) -> None:
     await add_customer(service.sessions, accounts=1)
-    link_url = await service.app.state.connect_service.connect("cus-1")
+    link_url = await service.services.connect.connect("cus-1")
     await connect_in_quickbooks_one(service, link_url)
     await add_customer(service.sessions, "cus-2", accounts=0)
     seen = len(await outbox(service.sessions))

@@ -17,8 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.events.jobs import build_event_worker
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import ROOT, Service
 from tests.events.support import deliveries, register
 from tests.servers import free_port
@@ -95,8 +93,8 @@ async def deliver_to(service: Service, command: list[str], cwd: Path, tmp_path: 
             service.client, envelope("connection.connected", connection_payload("Linked"), at(1))
         )
         assert response.status_code == 202
-        await build_inbox_worker(service.app).run_once()
-        sender = build_event_worker(service.app)
+        await service.services.inbox_worker().run_once()
+        sender = service.services.event_worker()
         assert await sender.run_once() == 2
         first = (await deliveries(service.sessions))[0]
         again = await service.client.post(

@@ -11,22 +11,20 @@ from app.cli import main
 from app.db import create_engine, session_factory
 from app.events.catalog import EVENT_TYPES
 from app.events.schemas import EndpointIn
-from app.events.service import put_endpoint
+from app.events.service import EventService
 from tests.conftest import CONNECT_SECRET, OPS_TOKEN, WEBHOOK_SECRET
 from tests.events.support import HostApp, deliveries
-from tests.webhooks.test_cli import accept_one
+from tests.test_worker_command import accept_one
 
 
 async def prepare(database_url: str, url: str) -> str:
     await accept_one(database_url)  # a Codat `connection.connected` waiting in the inbox
     engine = create_engine(database_url)
-    async with session_factory(engine)() as session:
-        endpoint, _ = await put_endpoint(
-            session,
-            "host-app",
-            EndpointIn.model_validate({"url": url, "event_types": list(EVENT_TYPES)}),
-        )
-    await engine.dispose()
+    body = EndpointIn.model_validate({"url": url, "event_types": list(EVENT_TYPES)})
+    try:
+        endpoint, _ = await EventService(session_factory(engine)).put_endpoint("host-app", body)
+    finally:
+        await engine.dispose()
     assert endpoint.secret is not None
     return endpoint.secret
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from app.bank_feeds.sync import in_sync
 from app.models import SourceAccount
-from tests.conftest import Service
-from tests.ops.conftest import (
-    FaultyService,
+from tests.conftest import FaultyService, Service
+from tests.ops_api import (
     account_body,
     calls,
     codat_connection,
@@ -192,7 +192,7 @@ async def test_rename_and_balance_are_patched_while_pending(service: Service) ->
     in_codat = codat_connection(service).source_accounts["acc-0"]
     assert in_codat.account_name == "Operating" and in_codat.balance == Decimal("42")
     account = await stored(service, "acc-0")
-    assert account is not None and account.in_sync and account.pushed_account_name == "Operating"
+    assert account is not None and in_sync(account) and account.pushed_account_name == "Operating"
 
 
 async def test_balance_of_a_connected_account_is_stored_locally_only(service: Service) -> None:

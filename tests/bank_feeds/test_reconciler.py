@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bank_feeds import rate_limit
 from app.bank_feeds.reconciler import Cadence, Reconciler
 from app.bank_feeds.repository import try_lease
 from app.codat.client import CodatClient
 from app.db import utcnow
+from app.events.outbox import announce
 from app.models import BankFeed
-from app.webhooks import rate_limit
 from tests.webhooks.support import accounts, feed, seed_feed, service_state
 
 CADENCE = Cadence(
@@ -106,6 +107,7 @@ Make = Callable[..., Reconciler]
 def make(sessions: async_sessionmaker[AsyncSession], client: CodatClient) -> Make:
     def build(**options: object) -> Reconciler:
         settings: dict[str, object] = {
+            "announce": announce,
             "cadence": CADENCE,
             "budget_per_minute": 60,
             "retry_budget_seconds": 0.3,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,9 +76,6 @@ async def _store(session: AsyncSession, value: dict[str, Any], as_of: datetime) 
 
 
 def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
+    with contextlib.suppress(TypeError, ValueError):  # not a time we stored
         return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+    return None

@@ -16,7 +16,7 @@ from tests.conftest import (
     _truncate,
     start_service,
 )
-from tests.ops.conftest import account_body, put_customer, with_bank_feed
+from tests.ops_api import account_body, put_customer, with_bank_feed
 
 OPS_CALLS = [
     ("GET", "/ops/bank-feeds", None),

@@ -9,9 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import BankFeed, BankFeedConnection, Customer, SourceAccount
-from tests.conftest import Service
-from tests.ops.conftest import (
-    FaultyService,
+from tests.conftest import FaultyService, Service
+from tests.ops_api import (
     calls,
     codat_connection,
     link_in_quickbooks,

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 
 from app.sandbox.state import Connection
-from tests.conftest import Service, _truncate, start_service
-from tests.transports import FaultyCodat
+from tests.conftest import Service
 
 
 def account_body(**overrides: Any) -> dict[str, Any]:
@@ -64,7 +60,7 @@ async def customer_with_accounts(
 async def with_bank_feed(service: Service, customer_id: str = "cus-1", accounts: int = 2) -> None:
     """A customer whose accounts are in Codat: the connect flow ran (connection PendingAuth)."""
     await customer_with_accounts(service, customer_id, accounts)
-    await service.app.state.connect_service.connect(customer_id)
+    await service.services.connect.connect(customer_id)
     service.sandbox.reset_calls()
 
 
@@ -87,46 +83,3 @@ async def ops_get(service: Service, path: str, **params: Any) -> httpx.Response:
 
 def calls(service: Service) -> list[tuple[str, str]]:
     return [(c.method, c.path) for c in service.sandbox.calls]
-
-
-class WatchedCodat(FaultyCodat):
-    """A FaultyCodat that can also run a step while Codat is handling a write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.during_write: Callable[[httpx.Request], Awaitable[None]] | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.during_write is not None and request.method in ("POST", "PATCH", "DELETE"):
-            step, self.during_write = self.during_write, None
-            await step(request)
-        return await super().handle_async_request(request)
-
-
-@dataclass
-class FaultyService:
-    service: Service
-    codat: WatchedCodat
-
-    def fail(
-        self,
-        status: int | None = None,
-        lose_response_for: Callable[[httpx.Request], bool] | None = None,
-    ) -> None:
-        """From now on Codat fails; requests give up retrying after a short budget."""
-        self.codat.down_status = status
-        self.codat.lose_response_for = lose_response_for
-        self.service.app.state.settings.connect_retry_budget_seconds = 0.4
-
-    def recover(self) -> None:
-        self.codat.down_status = self.codat.lose_response_for = None
-
-
-@pytest.fixture
-async def faulty(database_url: str) -> AsyncIterator[FaultyService]:
-    """The service with a Codat that can be made to fail (`fail`, `recover`)."""
-    await _truncate(database_url)
-    codat = WatchedCodat()
-    async for svc in start_service(database_url, codat_transport=codat):
-        codat.sandbox = svc.app.state.sandbox_app
-        yield FaultyService(svc, codat)

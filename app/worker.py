@@ -1,5 +1,6 @@
-"""`bankfeeds worker`: the webhook inbox worker, the reconciler and event delivery, without
-HTTP."""
+"""`bankfeeds worker`: the service's background work (the webhook inbox worker, the reconciler
+and the delivery of events to the host app) in a process of its own, with the same services as
+the app and no HTTP."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 import signal
 import sys
 
+from app.logs import configure_logging
+from app.services import build_sandbox, open_services
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app.worker")
@@ -31,29 +34,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def run_worker(settings: Settings, *, once: bool) -> int:
-    from app.events.jobs import build_event_worker
-    from app.main import create_app
-    from app.webhooks.jobs import build_inbox_worker, build_reconciler
-
-    app = create_app(settings, run_background=not once, seed_demo=False)
-    async with app.router.lifespan_context(app):
+    sandbox = build_sandbox(settings) if settings.sandbox_mode else None
+    async with open_services(settings, sandbox=sandbox) as services:
+        configure_logging(services.redactor)
         if once:
-            handled = await build_inbox_worker(app).run_once()
+            handled = await services.inbox_worker().run_once()
             refreshed = 0
             if settings.reconciler_enabled:
-                refreshed = len((await build_reconciler(app).run_once()).refreshed)
+                refreshed = len((await services.reconciler().run_once()).refreshed)
             print(f"Handled {handled} webhook event(s), refreshed {refreshed} bank feed(s).")
-            attempted = await build_event_worker(app).run_once()
+            attempted = await services.event_worker().run_once()
             print(f"Made {attempted} event delivery attempt(s).")
             return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        log.info(
-            "worker running: webhook inbox%s, event delivery",
-            ", reconciler" * settings.reconciler_enabled,
-        )
-        print("bankfeeds worker running; stop with Ctrl-C or SIGTERM.", file=sys.stderr)
-        await stop.wait()
+        async with services.running(services.background_jobs()):
+            log.info(
+                "worker running: webhook inbox%s, event delivery",
+                ", reconciler" * settings.reconciler_enabled,
+            )
+            print("bankfeeds worker running; stop with Ctrl-C or SIGTERM.", file=sys.stderr)
+            await stop.wait()
     return 0

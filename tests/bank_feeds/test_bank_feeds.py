@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import event, update
 
+from app.bank_feeds.sync import needs_rename
 from app.models import BankFeed, Customer, SourceAccount
-from tests.conftest import Service
-from tests.ops.conftest import (
-    FaultyService,
+from tests.conftest import FaultyService, Service
+from tests.customers.test_import import HEADER, post_import
+from tests.ops_api import (
     calls,
     codat_connection,
     customer_with_accounts,
@@ -20,7 +21,6 @@ from tests.ops.conftest import (
     put_customer,
     with_bank_feed,
 )
-from tests.ops.test_import import HEADER, post_import
 
 
 async def status_of(service: Service, customer_id: str = "cus-1", **params: Any) -> Any:
@@ -88,7 +88,7 @@ async def test_history_lists_earlier_connections(service: Service) -> None:
     link_in_quickbooks(service, "cus-1", ["acc-0", "acc-1"])
     first = (await status_of(service, refresh="true"))["connection_id"]
     await service.client.delete("/ops/customers/cus-1", headers=service.ops_headers)  # unlink
-    await service.app.state.connect_service.connect("cus-1")  # the customer comes back
+    await service.services.connect.connect("cus-1")  # the customer comes back
     status = await status_of(service)
     assert status["connection_id"] != first and status["connection_status"] == "PendingAuth"
     assert [(h["connection_id"], h["status"]) for h in status["history"]] == [(first, "Unlinked")]
@@ -181,7 +181,7 @@ async def test_sync_keeps_what_codat_confirmed_before_a_failure(faulty: FaultySe
         created = await session.get(SourceAccount, ("cus-1", "acc-5"))
         renamed = await session.get(SourceAccount, ("cus-1", "acc-0"))
     assert created is not None and created.is_pushed  # the batch create was kept
-    assert renamed is not None and renamed.needs_rename  # the rename is still to do
+    assert renamed is not None and needs_rename(renamed)  # the rename is still to do
     faulty.recover()
     assert (await sync(service)).json()["updated"] == ["acc-0"]
 
@@ -326,7 +326,7 @@ async def test_a_page_of_10000_customers_is_at_most_two_queries_and_no_codat(
     def count(*args: Any) -> None:
         statements.append(args[2])
 
-    engine = service.app.state.engine.sync_engine
+    engine = service.services.engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         page = await listed(service, limit=100)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from app.cli import main
+from app.codat.webhooks import parse_envelope
 from app.db import create_engine, session_factory, utcnow
 from app.webhooks import inbox
 from tests.conftest import CONNECT_SECRET, OPS_TOKEN, WEBHOOK_SECRET, _truncate
@@ -21,7 +22,7 @@ async def accept_one(database_url: str) -> None:
     await seed_feed(sessions)
     body = json.dumps(envelope("connection.connected", connection_payload("Linked"), at(5)))
     async with sessions() as session:
-        assert await inbox.accept(session, "msg_cli", inbox.parse_envelope(body.encode()), utcnow())
+        assert await inbox.accept(session, "msg_cli", parse_envelope(body.encode()), utcnow())
         await session.commit()
     await engine.dispose()
 

@@ -45,9 +45,9 @@ async def run_import(
     """0 when imported, 1 when the file has bad rows, 2 when it cannot be read or stored."""
     from tqdm import tqdm
 
+    from app.customers import importer
     from app.db import create_engine, session_factory
     from app.migrate import current_revision, head_revision
-    from app.ops import importer
 
     out = out or sys.stdout
     fmt = fmt or SUFFIXES.get(path.suffix.lower())

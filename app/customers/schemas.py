@@ -1,4 +1,5 @@
-"""The ops API's request and response bodies; the import file's rows reuse the same rules."""
+"""The ops API's bodies for customers and their accounts; the import file's rows reuse the same
+rules. Account fields carry Codat's names: the API shows them as Codat will hold them."""
 
 from __future__ import annotations
 
@@ -11,48 +12,37 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
+from app.bank_feeds.schemas import MONEY_PATTERN, AccountOut, BankFeedSummary
+from app.bank_feeds.statuses import AccountStatus
 from app.codat.models import AccountType, RoutingType
-from app.ops.codes import COUNTRY_CODES, CURRENCY_CODES
+from app.customers.rules import COUNTRY_CODES, CURRENCY_CODES
 
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 # Codat's company-name rule, plus at least one character that is not a space.
 COMPANY_NAME_PATTERN = r"^[A-Za-z0-9\s\-',&@.,?!]*[A-Za-z0-9\-',&@.,?!][A-Za-z0-9\s\-',&@.,?!]*$"
 # Printable text with at least one character that is not a space (no NUL for Postgres).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$"
-CENTS = Decimal("0.01")
-ACCOUNT_STATUSES = ("not_pushed", "pending", "connecting", "connected", "disconnected", "unknown")
-# The `source_accounts` columns an account body sets (`AccountIn.columns()`).
-ACCOUNT_VALUE_COLUMNS = (
-    "account_name",
-    "account_type",
-    "account_number",
-    "currency",
-    "balance",
-    "sort_code",
-    "routing_info",
-    "account_info",
+# The `source_accounts` columns an account body sets (`AccountIn.columns()`), by API name.
+ACCOUNT_FIELDS = {
+    "account_name": "accountName",
+    "account_type": "accountType",
+    "account_number": "accountNumber",
+    "currency": "currency",
+    "balance": "balance",
+    "sort_code": "sortCode",
+    "routing_info": "routingInfo",
+    "account_info": "accountInfo",
+}
+ACCOUNT_VALUE_COLUMNS = tuple(ACCOUNT_FIELDS)
+# Codat identifies a bank account by these; it cannot change them once the account is pushed.
+FIXED_FIELDS = tuple(
+    (c, ACCOUNT_FIELDS[c])
+    for c in ("account_type", "account_number", "currency", "sort_code", "routing_info")
 )
-ConnectionStatusFilter = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized", "none"]
-AccountStatus = Literal[
-    "not_pushed", "pending", "connecting", "connected", "disconnected", "unknown"
-]
-
-
-def money_str(value: Decimal) -> str:
-    """One spelling per amount on both databases: at least two decimals, no trailing noise."""
-    if value == 0:
-        return "0.00"
-    normal = value.normalize()
-    if int(normal.as_tuple().exponent) >= -2:
-        return f"{value.quantize(CENTS):f}"
-    return f"{normal:f}"
 
 
 def _country(value: str) -> str:
@@ -90,11 +80,6 @@ MoneyIn = Annotated[
         }
     ),
 ]
-Money = Annotated[
-    Decimal,
-    PlainSerializer(money_str, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}, mode="serialization"),
-]
 
 
 def _text(max_length: int) -> Any:
@@ -118,13 +103,6 @@ class AccountCounts(BaseModel):
     total: int
     connected_count: int
     by_status: dict[AccountStatus, int]
-
-
-class BankFeedSummary(BaseModel):
-    company_id: str | None
-    connection_id: str | None
-    connection_status: str | None
-    needs_customer_action: bool
 
 
 class CustomerOut(BaseModel):
@@ -216,41 +194,6 @@ def _json(model: BaseModel | None) -> dict[str, Any] | None:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True) or None
 
 
-class RoutingInfoOut(BaseModel):
-    bankCode: str | None = None
-    type: str | None = None
-
-
-class AccountInfoOut(BaseModel):
-    description: str | None = None
-    nickname: str | None = None
-    accountOpenDate: date | None = None
-    availableBalance: Money | None = None
-
-
-class AccountOut(BaseModel):
-    """Our fields in Codat's names, then what Codat holds of the account."""
-
-    id: str
-    accountName: str
-    accountType: str
-    accountNumber: str
-    currency: str
-    balance: Money
-    sortCode: str | None
-    routingInfo: RoutingInfoOut | None
-    accountInfo: AccountInfoOut | None
-    status: AccountStatus = Field(description="Codat's status; not_pushed until Codat has it.")
-    feedStartDate: date | None
-    pushed_at: datetime | None
-    last_heard_at: datetime | None
-    status_changed_at: datetime | None
-    sync_error: str | None
-    in_sync: bool
-    created_at: datetime
-    updated_at: datetime
-
-
 class CodatWrite(BaseModel):
     action: Literal["created", "already_in_codat", "updated", "unchanged", "not_sent"]
     fields: list[str] = Field(description="Fields sent to Codat.")
@@ -268,80 +211,31 @@ class AccountDeleteOut(BaseModel):
     codat: Literal["deleted", "not_in_codat", "not_sent"]
 
 
-# --- bank feeds -------------------------------------------------------------------------
-
-
-class Reason(BaseModel):
-    code: str
-    message: str
-
-
-class ConnectionHistoryItem(BaseModel):
-    connection_id: str
-    company_id: str
-    status: str
-    created_at: datetime
-    replaced_at: datetime | None
-
-
-class BankFeedStatus(BaseModel):
-    customer_id: str
-    company_id: str | None
-    connection_id: str | None
-    connection_status: str | None
-    connection_status_at: datetime | None
-    linked_at: datetime | None
-    last_refreshed_at: datetime | None
-    refreshed: bool = Field(description="True when Codat was read during this request.")
-    history: list[ConnectionHistoryItem]
-    accounts: list[AccountOut]
-    counts: dict[AccountStatus, int]
-    connected_count: int
-    needs_customer_action: bool
-    reasons: list[Reason]
-
-
-class BankFeedRow(BaseModel):
-    customer_id: str
-    name: str
-    country: str
-    company_id: str | None
-    connection_id: str | None
-    connection_status: str | None
-    connection_status_at: datetime | None
-    account_count: int
-    connected_count: int
-    counts: dict[AccountStatus, int]
-    needs_customer_action: bool
-    updated_at: datetime
-
-
-class BankFeedSummaryCounts(BaseModel):
-    total_customers: int
-    by_connection_status: dict[str, int] = Field(description="`none`: no connection yet.")
-    connected_accounts: int
-    needs_customer_action: int
-
-
-class BankFeedPage(BaseModel):
-    items: list[BankFeedRow]
-    next_cursor: str | None
-    summary: BankFeedSummaryCounts | None = Field(
-        description="Every customer matching the filters, not only this page. On the first "
-        "page only (without `cursor`): it is the same for every page."
-    )
-
-
-class SyncOut(BaseModel):
-    customer_id: str
-    created: list[str]
-    already_in_codat: list[str]
-    updated: list[str]
-    failed: dict[str, str]
-    codat_calls: int
-
-
 # --- import -----------------------------------------------------------------------------
+
+# The columns of an import file: a customer's, then an account's in the API's names.
+CUSTOMER_COLUMNS = ("customer_id", "name", "country", "locale")
+ACCOUNT_COLUMNS = (
+    "account_id",
+    "accountName",
+    "accountType",
+    "accountNumber",
+    "currency",
+    "balance",
+    "sortCode",
+    "routingInfo.bankCode",
+    "routingInfo.type",
+    "accountInfo.description",
+    "accountInfo.nickname",
+    "accountInfo.accountOpenDate",
+    "accountInfo.availableBalance",
+)
+COLUMNS = CUSTOMER_COLUMNS + ACCOUNT_COLUMNS
+REQUIRED_COLUMNS = ("customer_id", "name", "country")
+# Identifiers that a JSON file may spell as numbers.
+TEXT_COLUMNS = frozenset(
+    {"customer_id", "account_id", "accountNumber", "sortCode", "routingInfo.bankCode"}
+)
 
 
 class ImportCounts(BaseModel):
@@ -354,10 +248,6 @@ class ImportOut(BaseModel):
     rows: int
     customers: ImportCounts
     accounts: ImportCounts
-
-
-class ErrorOut(BaseModel):
-    detail: str
 
 
 class ImportRowError(BaseModel):

@@ -1,4 +1,4 @@
-"""Bank-feed status: one customer's in detail, every customer's by page, and a push on demand."""
+"""Every customer's bank feed, a page at a time, with counts aggregated in SQL."""
 
 from __future__ import annotations
 
@@ -9,122 +9,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import ColumnElement, Select, case, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bank_feeds import repository as feeds
-from app.bank_feeds.refresh import refresh_bank_feed
-from app.bank_feeds.sync import create_missing, update_changed
-from app.codat.client import CodatClient
-from app.customers.repository import list_source_accounts
-from app.events.outbox import announce
-from app.models import BankFeed, Customer, SourceAccount
-from app.ops.errors import Conflict, talking_to_codat
-from app.ops.schemas import (
+from app.bank_feeds.schemas import BankFeedPage, BankFeedRow, BankFeedSummaryCounts
+from app.bank_feeds.statuses import (
     ACCOUNT_STATUSES,
-    ID_PATTERN,
-    BankFeedPage,
-    BankFeedRow,
-    BankFeedStatus,
-    BankFeedSummaryCounts,
-    ConnectionHistoryItem,
-    SyncOut,
-)
-from app.ops.service import live_connection, require_customer
-from app.ops.views import (
-    account_out,
-    account_status,
+    CONNECTED,
+    DISCONNECTED,
+    NOT_PUSHED,
+    PENDING,
     account_status_sql,
-    count_statuses,
-    customer_action_reasons,
     needs_action_sql,
 )
+from app.models import ID_PATTERN, BankFeed, Customer, SourceAccount
 
 MAX_PAGE = 500
-
-
-class InvalidCursor(ValueError):
-    pass
-
-
-async def bank_feed_status(
-    session: AsyncSession, customer_id: str, *, refreshed: bool = False
-) -> BankFeedStatus:
-    """What our database knows of the customer's bank feed."""
-    await require_customer(session, customer_id)
-    feed = await feeds.get_bank_feed(session, customer_id)
-    accounts = await list_source_accounts(session, customer_id)
-    counts = count_statuses(account_status(a) for a in accounts)
-    connection_id = feed.connection_id if feed else None
-    connection_status = feed.connection_status if feed else None
-    reasons = customer_action_reasons(connection_id, connection_status, counts)
-    history = [
-        ConnectionHistoryItem(
-            connection_id=c.connection_id,
-            company_id=c.company_id,
-            status=c.status,
-            created_at=c.created_at,
-            replaced_at=c.replaced_at,
-        )
-        for c in (feed.connections if feed else [])
-        if c.connection_id != connection_id
-    ]
-    return BankFeedStatus(
-        customer_id=customer_id,
-        company_id=feed.company_id if feed else None,
-        connection_id=connection_id,
-        connection_status=connection_status,
-        connection_status_at=feed.connection_status_at if feed else None,
-        linked_at=feed.linked_at if feed else None,
-        last_refreshed_at=feed.last_refreshed_at if feed else None,
-        refreshed=refreshed,
-        history=history,
-        accounts=[account_out(a) for a in accounts],
-        counts=counts,
-        connected_count=counts["connected"],
-        needs_customer_action=bool(reasons),
-        reasons=reasons,
-    )
-
-
-async def refresh(
-    session: AsyncSession, codat: CodatClient, budget: float, customer_id: str
-) -> bool:
-    """Read the connection and its accounts from Codat into the session; False if no feed."""
-    await require_customer(session, customer_id)
-    with talking_to_codat(budget, "reading the bank feed"):
-        result = await refresh_bank_feed(session, codat, customer_id)
-    return result.refreshed
-
-
-async def sync(
-    session: AsyncSession, codat: CodatClient, budget: float, customer_id: str
-) -> SyncOut:
-    """Push pending local changes; the rows keep what Codat confirmed even if a call fails."""
-    await require_customer(session, customer_id)
-    feed = await feeds.get_bank_feed(session, customer_id)
-    if feed is None or feed.company_id is None or feed.connection_id is None:
-        raise Conflict(
-            f"Customer {customer_id!r} has no bank feed yet: they must click Connect first."
-        )
-    target = live_connection(feed)
-    if target is None:
-        raise Conflict(
-            f"The connection of customer {customer_id!r} is {feed.connection_status}: "
-            "they must click Connect to link again, which pushes the accounts."
-        )
-    accounts = await list_source_accounts(session, customer_id)
-    kept = "what Codat confirmed before that is kept"
-    try:
-        with talking_to_codat(budget, "pushing the customer's accounts", kept):
-            report = await create_missing(codat, *target, accounts)
-            await update_changed(codat, *target, accounts, report)
-    finally:
-        await announce(session, customer_id)
-    return SyncOut(customer_id=customer_id, **vars(report))
-
-
-# --- the list -----------------------------------------------------------------------------
+NOT_A_CURSOR = "Value error, is not a cursor this API returned"
 
 
 @dataclass(frozen=True)
@@ -139,13 +41,16 @@ def encode_cursor(customer_id: str) -> str:
     return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
+def decode_cursor(cursor: str | None) -> str | None:
+    """The customer id a page starts after (a validator of the `cursor` query parameter)."""
+    if cursor is None:
+        return None
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursor("is not a cursor this API returned") from exc
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = ""
     if not re.fullmatch(ID_PATTERN, value):
-        raise InvalidCursor("is not a cursor this API returned")
+        raise PydanticCustomError("value_error", NOT_A_CURSOR)
     return value
 
 
@@ -177,7 +82,7 @@ def _filtered(filters: BankFeedFilters, only: Select[Any] | None = None) -> Sele
     """
     counts = _account_counts(only)
     n = {s: func.coalesce(counts.c[s], 0) for s in ACCOUNT_STATUSES}
-    needs = needs_action_sql(n["not_pushed"], n["pending"])
+    needs = needs_action_sql(n[NOT_PUSHED], n[PENDING])
     query = (
         select(
             Customer.id.label("customer_id"),
@@ -200,7 +105,7 @@ def _filtered(filters: BankFeedFilters, only: Select[Any] | None = None) -> Sele
     query = _status_filter(query, filters)
     conditions: list[ColumnElement[bool]] = []
     if filters.has_disconnected_accounts is not None:
-        has = n["disconnected"] > 0
+        has = n[DISCONNECTED] > 0
         conditions.append(has if filters.has_disconnected_accounts else not_(has))
     if filters.needs_customer_action is not None:
         conditions.append(needs if filters.needs_customer_action else not_(needs))
@@ -224,9 +129,9 @@ def _status_filter(query: Select[Any], filters: BankFeedFilters) -> Select[Any]:
 
 
 async def list_bank_feeds(
-    session: AsyncSession, filters: BankFeedFilters, *, limit: int, cursor: str | None
+    session: AsyncSession, filters: BankFeedFilters, *, limit: int, after: str | None
 ) -> BankFeedPage:
-    after = decode_cursor(cursor) if cursor is not None else None
+    """The page of customers after the customer id `after` (a decoded cursor)."""
     # The summary covers every matching customer; it is the same on every page, so only the
     # first page carries it.
     summary = await _summary(session, _filtered(filters)) if after is None else None
@@ -249,19 +154,15 @@ async def list_bank_feeds(
 def _row(r: Any) -> BankFeedRow:
     counts = {s: int(r[s]) for s in ACCOUNT_STATUSES}
     times = [t for t in (r.customer_updated_at, r.feed_updated_at, r.accounts_updated_at) if t]
-    return BankFeedRow(
-        customer_id=r.customer_id,
-        name=r.name,
-        country=r.country,
-        company_id=r.company_id,
-        connection_id=r.connection_id,
-        connection_status=r.connection_status,
-        connection_status_at=r.connection_status_at,
-        account_count=sum(counts.values()),
-        connected_count=counts["connected"],
-        counts=counts,
-        needs_customer_action=bool(r.needs_action),
-        updated_at=max(times),
+    totals = {"account_count": sum(counts.values()), "connected_count": counts[CONNECTED]}
+    return BankFeedRow.model_validate(  # the row's own columns, then what is summed over it
+        {
+            **r,
+            **totals,
+            "counts": counts,
+            "needs_customer_action": bool(r.needs_action),
+            "updated_at": max(times),
+        }
     )
 
 
@@ -271,7 +172,7 @@ async def _summary(session: AsyncSession, query: Select[Any]) -> BankFeedSummary
         select(
             rows.c.connection_status,
             func.count(),
-            func.coalesce(func.sum(rows.c.connected), 0),
+            func.coalesce(func.sum(rows.c[CONNECTED]), 0),
             func.coalesce(func.sum(rows.c.needs_action), 0),
         ).group_by(rows.c.connection_status)
     )

@@ -16,43 +16,29 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
-from app.events.outbox import announce_connected
-from app.models import Customer, SourceAccount
-from app.ops.schemas import (
+from app.customers.schemas import (
+    ACCOUNT_COLUMNS,
     ACCOUNT_VALUE_COLUMNS,
-    ID_PATTERN,
+    COLUMNS,
+    CUSTOMER_COLUMNS,
+    FIXED_FIELDS,
+    REQUIRED_COLUMNS,
+    TEXT_COLUMNS,
     AccountIn,
     CustomerIn,
     ImportCounts,
     ImportOut,
 )
-from app.ops.service import FIXED_FIELDS
+from app.db import utcnow
+from app.errors import Unprocessable
+from app.events.outbox import announce_connected
+from app.models import ID_PATTERN, Customer, SourceAccount
 
 Format = Literal["csv", "json"]
 Progress = Callable[[int], object]
 CHUNK = 1000
-CUSTOMER_COLUMNS = ("customer_id", "name", "country", "locale")
-ACCOUNT_COLUMNS = (
-    "account_id",
-    "accountName",
-    "accountType",
-    "accountNumber",
-    "currency",
-    "balance",
-    "sortCode",
-    "routingInfo.bankCode",
-    "routingInfo.type",
-    "accountInfo.description",
-    "accountInfo.nickname",
-    "accountInfo.accountOpenDate",
-    "accountInfo.availableBalance",
-)
-COLUMNS = CUSTOMER_COLUMNS + ACCOUNT_COLUMNS
-# Identifiers that a JSON file may spell as numbers.
-_TEXT_COLUMNS = frozenset(
-    {"customer_id", "account_id", "accountNumber", "sortCode", "routingInfo.bankCode"}
-)
+# The objects a JSON row may nest (`routingInfo`), as the columns spell them dotted.
+_NESTED = frozenset(c.partition(".")[0] for c in ACCOUNT_COLUMNS if "." in c)
 _ID = re.compile(ID_PATTERN)
 _BETWEEN_ITEMS = re.compile(r"[\s,]*")
 _EXISTING_ACCOUNT_COLUMNS = (
@@ -61,7 +47,6 @@ _EXISTING_ACCOUNT_COLUMNS = (
     SourceAccount.pushed_at,
     *(getattr(SourceAccount, c) for c in ACCOUNT_VALUE_COLUMNS),
 )
-REQUIRED_COLUMNS = ("customer_id", "name", "country")
 
 
 @dataclass(frozen=True)
@@ -83,11 +68,11 @@ class RowError:
         }
 
 
-class ImportRejected(Exception):
-    """The file has bad rows; nothing was written."""
+class ImportRejected(Unprocessable):
+    """The file has bad rows; nothing was written. The API lists each with its line and field."""
 
     def __init__(self, errors: Sequence[RowError]) -> None:
-        super().__init__(f"{len(errors)} error(s)")
+        super().__init__([e.as_json() for e in errors])
         self.errors = list(errors)
 
 
@@ -107,6 +92,13 @@ class Plan:
 
 
 # --- reading ------------------------------------------------------------------------------
+
+
+def decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRejected([RowError(1, "file", "is not UTF-8")]) from None
 
 
 def parse(text: str, fmt: Format) -> list[Row]:
@@ -199,7 +191,7 @@ def parse_json(text: str) -> list[Row]:
 def _flatten(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     values: dict[str, Any] = {}
     for key, value in item.items():
-        if isinstance(value, dict) and key in ("routingInfo", "accountInfo"):
+        if isinstance(value, dict) and key in _NESTED:
             values.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             values[key] = value
@@ -209,7 +201,7 @@ def _flatten(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if value is None or value == "" or key in unknown:
             continue
         is_number = isinstance(value, int | Decimal) and not isinstance(value, bool)
-        clean[key] = str(value) if key in _TEXT_COLUMNS and is_number else value
+        clean[key] = str(value) if key in TEXT_COLUMNS and is_number else value
     return clean, unknown
 
 

@@ -1,8 +1,14 @@
-"""The code lists a customer's country and an account's currency are checked against."""
+"""What a customer must be: where it may connect from, how Codat knows it, and the code lists
+its country and its accounts' currencies are checked against."""
 
 from __future__ import annotations
 
 from app.codat.currencies import ISO_4217_CURRENCIES
+
+# QuickBooks Online Bank Feeds serve businesses in these countries only.
+CONNECTABLE_COUNTRIES = frozenset({"US", "CA"})
+# The tag on the customer's Codat company: how a lost answer is found again, never duplicated.
+CUSTOMER_TAG = "bankfeedsCustomerId"
 
 # ISO 3166-1 alpha-2, officially assigned codes.
 COUNTRY_CODES = frozenset(

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.cli import main
 from app.models import Customer, SourceAccount
 from tests.conftest import CONNECT_SECRET, OPS_TOKEN, WEBHOOK_SECRET, Service, _truncate
-from tests.ops.conftest import ops_get, with_bank_feed
+from tests.ops_api import ops_get, with_bank_feed
 
 HEADER = (
     "customer_id,name,country,locale,account_id,accountName,accountType,accountNumber,"
