@@ -328,13 +328,13 @@ def check_processes(checks: Checks, dep: Deployment, service: str) -> None:
 
 
 def app_state(dep: Deployment) -> dict[str, Any]:
-    """What the service keeps about the customer, less when it last heard from Codat (the
-    reconciler may read Codat at any moment: that is not a loss)."""
+    """What the service keeps about the customer, less the times it last wrote what Codat
+    said: the reconciler reads Codat at any moment and stamps those, which loses nothing."""
 
     def durable(value: Any) -> Any:
         if isinstance(value, dict):
-            heard = ("last_refreshed_at", "last_heard_at")
-            return {k: durable(v) for k, v in value.items() if k not in heard}
+            stamps = ("last_refreshed_at", "last_heard_at", "connection_status_at", "updated_at")
+            return {k: durable(v) for k, v in value.items() if k not in stamps}
         if isinstance(value, list):
             return [durable(v) for v in value]
         return value
