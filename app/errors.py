@@ -27,7 +27,7 @@ from app.pages import message_page, pick_language
 log = logging.getLogger("app.errors")
 
 DEFAULT_RETRY_AFTER = 5
-API_PREFIXES = ("/ops", "/webhooks", "/healthz", "/readyz", "/openapi", "/docs")
+API_PREFIXES = ("/ops", "/webhooks", "/healthz", "/readyz", "/metrics", "/openapi", "/docs")
 
 
 class DomainError(Exception):

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
+from app.codat import telemetry
 from app.codat.errors import (
     CodatConnectionError,
     CodatError,
@@ -150,21 +151,21 @@ class CodatClient:
                     ),
                 )
             except httpx.TimeoutException as exc:
+                telemetry.unanswered(method, path, exc, time.monotonic() - started)
                 error: CodatError = CodatTimeout(f"{method} {path}: timed out")
                 error.__cause__ = exc
                 wait = _backoff(attempt)
             except httpx.TransportError as exc:
+                telemetry.unanswered(method, path, exc, time.monotonic() - started)
                 error = CodatConnectionError(f"{method} {path}: {type(exc).__name__}")
                 error.__cause__ = exc
                 wait = _backoff(attempt)
             else:
-                elapsed_ms = (time.monotonic() - started) * 1000
-                log.info(
-                    "codat %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms
-                )
-                if response.status_code < 400:
+                failed = self._error(method, path, response) if response.is_error else None
+                telemetry.answered(method, path, response, time.monotonic() - started, failed)
+                if failed is None:
                     return response
-                error = self._error(method, path, response)
+                error = failed
                 if response.status_code not in RETRY_STATUSES:
                     raise error
                 wait = (
@@ -175,14 +176,7 @@ class CodatClient:
             attempt += 1
             if attempt >= MAX_ATTEMPTS or wait >= _remaining():
                 raise error
-            log.warning(
-                "codat %s %s: %s; retry %d in %.2fs",
-                method,
-                path,
-                type(error).__name__,
-                attempt,
-                wait,
-            )
+            telemetry.retrying(method, path, error, attempt, wait)
             await asyncio.sleep(wait)
 
     @staticmethod
