@@ -19,7 +19,8 @@ from datetime import datetime
 import uvicorn
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -105,14 +106,14 @@ router = APIRouter(tags=["health"])
     dependencies=[OpsAuth],
     response_class=Response,
     responses={
-        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
         401: {"description": "Missing or wrong ops bearer token"},
     },
 )
 async def get_metrics(request: Request) -> Response:
     """The service's metrics for Prometheus (bearer OPS_API_TOKEN; see docs/operations.md)."""
     body = await scrape(request.app.state.services.sessions)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(body, media_type=CONTENT_TYPE)
 
 
 # --- on a port of its own -----------------------------------------------------------------
@@ -120,7 +121,7 @@ async def get_metrics(request: Request) -> Response:
 
 def metrics_app(sessions: async_sessionmaker[AsyncSession]) -> Starlette:
     async def endpoint(request: Request) -> Response:
-        return Response(await scrape(sessions), media_type=CONTENT_TYPE_LATEST)
+        return Response(await scrape(sessions), media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
 
