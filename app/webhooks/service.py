@@ -51,7 +51,7 @@ class WebhookService:
             log.error("CODAT_WEBHOOK_SECRET is not whsec_<base64>: refusing webhooks")
             raise Misconfigured("The webhook receiver is misconfigured.") from None
         try:
-            webhook_id, envelope = read_delivery(key, headers, body, utcnow())
+            webhook_id, envelope = read_delivery(key, headers, body)
         except WebhookRejected as exc:
             log.warning("webhook refused: %s", exc)
             malformed = isinstance(exc, MissingHeaders | MalformedEnvelope)
