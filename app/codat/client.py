@@ -41,6 +41,11 @@ from app.codat.models import (
     SourceAccountUpdate,
     wire,
 )
+from app.codat.webhook_consumers import (
+    WebhookConsumer,
+    WebhookConsumerCreate,
+    WebhookConsumers,
+)
 
 log = logging.getLogger("app.codat")
 M = TypeVar("M")
@@ -343,6 +348,19 @@ class CodatClient:
         await self._request(
             "DELETE", f"{self._accounts(company_id, connection_id)}/{_seg(account_id)}"
         )
+
+    # --- webhook consumers (Platform API) ------------------------------------------------
+
+    async def list_webhook_consumers(self) -> list[WebhookConsumer]:
+        found: WebhookConsumers = await self._call(WebhookConsumers, "GET", "/webhooks")
+        return found.results
+
+    async def create_webhook_consumer(self, url: str, event_types: list[str]) -> WebhookConsumer:
+        body = WebhookConsumerCreate(url=url, event_types=event_types)
+        return await self._call(WebhookConsumer, "POST", "/webhooks", json=wire(body))
+
+    async def delete_webhook_consumer(self, consumer_id: str) -> None:
+        await self._request("DELETE", f"/webhooks/{_seg(consumer_id)}")
 
     # --- integrations --------------------------------------------------------------------
 
