@@ -136,6 +136,9 @@ async def test_webhooks_and_the_inbox_are_measured(service: Service) -> None:
     assert (await deliver(service.client, event, webhook_id="msg_1")).status_code == 200
     other = envelope("company.created", {"id": "c-1", "name": "Acme"})
     assert (await deliver(service.client, other, webhook_id="msg_2")).status_code == 202
+    quota = {"dailyQuota": 12000, "quotaRemaining": 0, "expiryDate": "2099-01-01T00:00:00Z"}
+    limited = envelope("client.rateLimit.reached", quota)
+    assert (await deliver(service.client, limited, webhook_id="msg_3")).status_code == 202
     refused = await service.client.post(
         "/webhooks/codat",
         content=json.dumps(event).encode(),
@@ -159,18 +162,23 @@ async def test_webhooks_and_the_inbox_are_measured(service: Service) -> None:
     assert grew(waiting, deliveries, event_type="connection.connected", outcome="duplicate") == 1
     assert grew(waiting, deliveries, event_type="other", outcome="accepted") == 1
     assert grew(waiting, deliveries, event_type="unknown", outcome="bad_signature") == 1
-    assert value(waiting, "bankfeeds_webhook_inbox_events", status="pending") == 2
+    assert value(waiting, "bankfeeds_webhook_inbox_events", status="pending") == 3
+    assert value(waiting, "bankfeeds_codat_rate_limit_paused") == 0
     age = value(waiting, "bankfeeds_webhook_inbox_oldest_pending_age_seconds")
     assert 600 <= age < 3600
     assert (
         abs(value(waiting, "bankfeeds_webhook_last_received_timestamp_seconds") - time.time()) < 600
     )
 
-    assert await service.services.inbox_worker().run_once() == 2
+    assert await service.services.inbox_worker().run_once() == 3
     handled = await scrape(service)
     events = "bankfeeds_webhook_events_total"
     assert grew(handled, events, event_type="connection.connected", outcome="handled") == 1
     assert grew(handled, events, event_type="other", outcome="ignored") == 1
+    assert grew(handled, events, event_type="client.rateLimit.reached", outcome="handled") == 1
+    assert value(handled, "bankfeeds_codat_quota_remaining") == 0
+    assert value(handled, "bankfeeds_codat_quota_limit") == 12000
+    assert value(handled, "bankfeeds_codat_rate_limit_paused") == 1
     assert value(handled, "bankfeeds_webhook_inbox_events", status="pending") == 0
     assert value(handled, "bankfeeds_webhook_inbox_oldest_pending_age_seconds") == 0
     assert value(handled, "bankfeeds_metrics_database_read_ok") == 1
