@@ -113,6 +113,6 @@ def configure_logging(
             logger.removeFilter(old)
         logger.addFilter(redactor)
         for existing in logger.handlers:
-            for stale in [f for f in existing.filters if isinstance(f, RedactingFilter)]:
-                existing.removeFilter(stale)
+            for old in [f for f in existing.filters if isinstance(f, RedactingFilter)]:
+                existing.removeFilter(old)
             existing.addFilter(redactor)

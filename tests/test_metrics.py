@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,9 +20,10 @@ from app.models import CodatEvent
 from app.sandbox.faults import FaultConfig
 from tests.conftest import CONNECT_SECRET, Service, _truncate, start_service
 from tests.factories import add_customer
-from tests.servers import free_port
+from tests.servers import _spawn, free_port, service_env
 from tests.webhooks.support import connection_payload, deliver, envelope, seed_feed
 
+ROOT = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -221,3 +223,12 @@ async def test_a_metrics_port_serves_them_without_a_token(
     assert response.status_code == 200
     assert "bankfeeds_webhook_inbox_events" in response.text
     assert (await service.client.get("/metrics", headers=service.ops_headers)).status_code == 404
+
+
+def test_the_worker_serves_its_metrics_on_the_metrics_port(database_url: str) -> None:
+    port = free_port()
+    env = service_env(database_url, free_port(), METRICS_PORT=str(port))
+    with _spawn(["worker"], ROOT, port, "worker", "/metrics", env) as worker:
+        response = httpx.get(f"{worker.url}/metrics", timeout=5)
+    assert response.status_code == 200
+    assert "bankfeeds_webhook_inbox_events" in response.text
