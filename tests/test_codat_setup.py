@@ -153,8 +153,7 @@ def test_sandbox_mode_has_nothing_to_set_up(database_url: str) -> None:
 def test_the_command_against_a_sandbox_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = Path(__file__).resolve().parents[1]
-    with run_sandbox_process(root) as sandbox:
+    with run_sandbox_process(tmp_path) as sandbox:
         for name, value in against_sandbox(sandbox).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:8000")

@@ -23,7 +23,6 @@ from tests.factories import add_customer
 from tests.servers import _spawn, free_port, service_env
 from tests.webhooks.support import connection_payload, deliver, envelope, seed_feed
 
-ROOT = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -225,10 +224,12 @@ async def test_a_metrics_port_serves_them_without_a_token(
     assert (await service.client.get("/metrics", headers=service.ops_headers)).status_code == 404
 
 
-def test_the_worker_serves_its_metrics_on_the_metrics_port(database_url: str) -> None:
+def test_the_worker_serves_its_metrics_on_the_metrics_port(
+    database_url: str, tmp_path: Path
+) -> None:
     port = free_port()
     env = service_env(database_url, free_port(), METRICS_PORT=str(port))
-    with _spawn(["worker"], ROOT, port, "worker", "/metrics", env) as worker:
+    with _spawn(["worker"], tmp_path, port, "worker", "/metrics", env) as worker:
         response = httpx.get(f"{worker.url}/metrics", timeout=5)
     assert response.status_code == 200
     assert "bankfeeds_webhook_inbox_events" in response.text
