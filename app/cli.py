@@ -1,4 +1,4 @@
-"""The `bankfeeds` command: serve, migrate, sandbox, mint-token, import, doctor, worker."""
+"""The `bankfeeds` command: serve, migrate, sandbox, mint-token, import, doctor, worker, codat."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from app.codat_setup import register as register_codat
 from app.customers.cli import register_import
 from app.doctor import register as register_doctor
 from app.settings import ConfigurationError, load_settings
@@ -122,6 +123,7 @@ def _extra_commands() -> list[
         register_worker,
         register_import,
         register_doctor,
+        register_codat,
     ]
 
 

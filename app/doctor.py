@@ -15,11 +15,13 @@ from app.codat.errors import CodatError, CodatNotFound, CodatUnauthorized
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS
 from app.services import build_sandbox, open_codat
 from app.settings import AppEnv, Settings, is_placeholder, load_settings
+from app.webhooks.subscription import NEEDED_EVENT_TYPES, RECEIVER_PATH, read_subscription
 
 CALLOUT_TITLE_MAX = 50
 CALLOUT_BODY_MAX = 150
 CODAT_BUDGET_SECONDS = 10.0
 DATABASE_TIMEOUT_SECONDS = 10.0
+CONSUMER = "Codat webhook consumer"
 _MARKUP = re.compile(r"<|>|&[#a-zA-Z0-9]+;|\]\(|\*\*|__")
 _NEW_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 SECRETS = (
@@ -192,9 +194,17 @@ async def _codat(settings: Settings, transport: Transport | None) -> list[Check]
             with retry_budget(CODAT_BUDGET_SECONDS):
                 key = await _codat_key(codat, key_name, where, key_fix)
                 if not key.ok:
-                    skipped = Check(integration_name, False, "not checked", "fix the API key first")
-                    return [key, skipped]
-                return [key, await _integration(codat, integration_name)]
+                    first = "fix the API key first"
+                    return [
+                        key,
+                        Check(integration_name, False, "not checked", first),
+                        Check(CONSUMER, False, "not checked", first),
+                    ]
+                return [
+                    key,
+                    await _integration(codat, integration_name),
+                    await _webhook_consumer(codat, settings.public_base_url + RECEIVER_PATH),
+                ]
     except ValueError as exc:
         fix = "correct the settings it names"
         return [Check(key_name, False, f"the sandbox cannot start: {exc}", fix)]
@@ -236,6 +246,31 @@ async def _integration(codat: CodatClient, name: str) -> Check:
     if not integration.enabled:
         return Check(name, False, f"{integration.name} is not enabled", enable)
     return Check(name, True, f"{integration.name} is enabled")
+
+
+async def _webhook_consumer(codat: CodatClient, url: str) -> Check:
+    setup = "run `bankfeeds codat setup-webhooks`, then copy its signing secret as it says"
+    try:
+        subscription = await read_subscription(codat, url)
+    except CodatError as exc:
+        return Check(
+            CONSUMER,
+            False,
+            f"the consumers could not be read ({type(exc).__name__} {exc.status})",
+            "check that the API key may manage webhooks, then " + setup,
+        )
+    best = subscription.best()
+    if best is None:
+        return Check(CONSUMER, False, f"none sends events to {url}", setup)
+    if best.disabled:
+        return Check(CONSUMER, False, f"{url}: consumer {best.id} is disabled", setup)
+    if best.company_tags:
+        tags = ", ".join(best.company_tags)
+        return Check(CONSUMER, False, f"{url}: consumer {best.id} only sends {tags}", setup)
+    missing = subscription.missing(best)
+    if missing:
+        return Check(CONSUMER, False, f"{url} does not receive {', '.join(missing)}", setup)
+    return Check(CONSUMER, True, f"{url} receives all {len(NEEDED_EVENT_TYPES)} event types")
 
 
 # --- the command --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ API_PREFIXES = (
     "/webhooks",
     "/healthz",
     "/readyz",
+    "/metrics",
     "/openapi",
     "/docs",
     "/connect-bank-feeds/status",

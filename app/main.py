@@ -24,6 +24,10 @@ from app.errors import install_error_handlers
 from app.events.routes import router as events_router
 from app.limits import BodySizeLimit
 from app.logs import configure_logging
+from app.migrate import head_revision, session_revision
+from app.observability import router as metrics_router
+from app.observability import serving_metrics
+from app.request_ids import RequestIds
 from app.services import build_sandbox, open_services
 from app.settings import SANDBOX_MOUNT, Settings, load_settings
 from app.webhooks.routes import router as webhook_router
@@ -56,7 +60,7 @@ def create_app(
         async with open_services(
             settings, sandbox=sandbox, codat_transport=codat_transport
         ) as services:
-            configure_logging(services.redactor)
+            configure_logging(services.redactor, settings.log_format)
             if settings.sandbox_mode:
                 log.warning(
                     "SANDBOX MODE: no CODAT_API_KEY is set, so every Codat call goes to the "
@@ -68,7 +72,8 @@ def create_app(
                     await seed_demo_customers(services.sessions)
                     await register_demo_endpoint(services.events, settings.public_base_url)
             app.state.services = services
-            async with services.running(services.background_jobs() if run_background else []):
+            jobs = services.background_jobs() if run_background else []
+            async with serving_metrics(settings, services.sessions), services.running(jobs):
                 yield
 
     app = FastAPI(
@@ -83,7 +88,8 @@ def create_app(
         max_bytes=MAX_BODY_BYTES,
         overrides={"/ops/customers:import": MAX_IMPORT_BYTES, "/webhooks/": MAX_WEBHOOK_BYTES},
     )
-    app.add_middleware(OpsGate, settings=settings)  # outermost: strangers never reach a body
+    app.add_middleware(OpsGate, settings=settings)  # strangers never reach a body
+    app.add_middleware(RequestIds)  # outermost: every answer and log line has its request id
     install_error_handlers(app, sandbox_mode=settings.sandbox_mode)
     for router in (
         connect_router,
@@ -95,6 +101,8 @@ def create_app(
         events_router,
     ):
         app.include_router(router)
+    if settings.metrics_port is None:
+        app.include_router(metrics_router)
     if settings.sandbox_mode:
         app.include_router(demo_router)
     _add_health_routes(app)
@@ -111,12 +119,16 @@ def _add_health_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["health"])
     async def readyz(session: SessionDep, settings: SettingsDep) -> Response:
-        """Readiness: the database answers."""
+        """Readiness: the database answers, migrated to the head revision."""
         try:
             await session.execute(text("select 1"))
+            revision = await session_revision(session)
         except Exception as exc:
             log.warning("readiness check failed: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        if revision != head_revision():
+            log.warning("not ready: the database is at revision %s, not head", revision)
+            return JSONResponse({"status": "unavailable", "database": "not migrated"}, 503)
         return JSONResponse(
             {"status": "ok", "database": "ok", "sandbox_mode": settings.sandbox_mode}
         )

@@ -208,7 +208,8 @@ def build_sandbox(
         SandboxConfig(
             api_key=SANDBOX_API_KEY,
             public_url=settings.public_base_url + SANDBOX_MOUNT,
-            webhook_url=settings.public_base_url + "/webhooks/codat" if secret else None,
+            # The endpoint Codat's Portal would hold; it is sent events only with a secret.
+            webhook_url=settings.public_base_url + "/webhooks/codat",
             webhook_secret=secret.get_secret_value() if secret else None,
             callout_title_en=settings.link_callout_title_en,
             callout_body_en=settings.link_callout_body_en,

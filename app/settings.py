@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     event_retry_base_seconds: float = Field(default=5.0, gt=0)
     event_retry_max_seconds: float = Field(default=3600.0, gt=0)
 
+    # Observability: log lines as text or JSON objects; GET /metrics on the service's port
+    # behind the ops token, or, with METRICS_PORT, on a port of its own without a token.
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     @field_validator("codat_link_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -98,6 +104,7 @@ class Settings(BaseSettings):
         "link_callout_body_en",
         "link_callout_title_fr",
         "link_callout_body_fr",
+        "metrics_port",
         mode="before",
     )
     @classmethod

@@ -11,6 +11,7 @@ import signal
 import sys
 
 from app.logs import configure_logging
+from app.observability import serving_metrics
 from app.services import build_sandbox, open_services
 from app.settings import Settings, load_settings
 
@@ -36,7 +37,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 async def run_worker(settings: Settings, *, once: bool) -> int:
     sandbox = build_sandbox(settings) if settings.sandbox_mode else None
     async with open_services(settings, sandbox=sandbox) as services:
-        configure_logging(services.redactor)
+        configure_logging(services.redactor, settings.log_format)
         if once:
             handled = await services.inbox_worker().run_once()
             refreshed = 0
@@ -50,7 +51,8 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with services.running(services.background_jobs()):
+        jobs = services.background_jobs()
+        async with serving_metrics(settings, services.sessions), services.running(jobs):
             log.info(
                 "worker running: webhook inbox%s, event delivery",
                 ", reconciler" * settings.reconciler_enabled,

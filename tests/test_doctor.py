@@ -17,6 +17,7 @@ from app.cli import main
 from app.doctor import Check, report, run_checks
 from app.sandbox import SandboxConfig, create_sandbox_app
 from app.settings import SANDBOX_API_KEY
+from app.webhooks.subscription import NEEDED_EVENT_TYPES
 from tests.conftest import (
     CONNECT_SECRET,
     OPS_TOKEN,
@@ -38,13 +39,24 @@ def failed(found: dict[str, Check]) -> set[str]:
     return {name for name, c in found.items() if not c.ok}
 
 
-def codat(key: str = REAL_KEY, *, enabled: bool = True, integration: int = 200) -> Any:
-    """A Codat that accepts `key` and says whether hcws is enabled."""
+def codat(
+    key: str = REAL_KEY,
+    *,
+    enabled: bool = True,
+    integration: int = 200,
+    consumers: list[dict[str, Any]] | None = None,
+) -> Any:
+    """A Codat that accepts `key`, says whether hcws is enabled and lists webhook consumers
+    (by default one for the service's URL, taking every event type it handles)."""
     expected = "Basic " + base64.b64encode(key.encode()).decode()
+    if consumers is None:
+        consumers = [consumer()]
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.headers.get("authorization") != expected:
             return httpx.Response(401, json={"statusCode": 401, "error": "Unauthorized"})
+        if request.url.path == "/webhooks":
+            return httpx.Response(200, json={"results": consumers})
         if request.url.path == "/companies":
             return httpx.Response(
                 200, json={"results": [], "pageNumber": 1, "pageSize": 1, "totalResults": 0}
@@ -57,16 +69,31 @@ def codat(key: str = REAL_KEY, *, enabled: bool = True, integration: int = 200) 
     return httpx.MockTransport(handle)
 
 
+def consumer(
+    url: str = "http://127.0.0.1:8000/webhooks/codat",
+    event_types: tuple[str, ...] = NEEDED_EVENT_TYPES,
+    **changes: Any,
+) -> dict[str, Any]:
+    return {
+        "id": "8a210b68-6988-11ed-a1eb-0242ac120002",
+        "url": url,
+        "eventTypes": list(event_types),
+        "disabled": False,
+        **changes,
+    }
+
+
 def test_a_sandbox_deployment_passes(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(
         database_url, link_callout_title_en="Connect", link_callout_body_en="Two minutes."
     )
     found = asyncio.run(run_checks(settings))
     assert all(c.ok for c in found), [c.line() for c in found if not c.ok]
-    assert len(found) == 9
+    assert len(found) == 10
     assert report(found, print) == 0
     out = capsys.readouterr().out
-    assert out.count("✓") == 9 and "✗" not in out
+    assert out.count("✓") == 10 and "✗" not in out
+    assert "Codat webhook consumer: http://127.0.0.1:8000/webhooks/codat receives all" in out
     assert "Codat API key (sandbox mode: no CODAT_API_KEY): the built-in sandbox accepts it" in out
     assert "'hcws': QuickBooks Online Bank Feeds is enabled" in out
     assert "migrated to head" in out and "Link callout (en): title 7/50, body 12/150" in out
@@ -156,13 +183,24 @@ def test_real_codat_needs_a_public_base_url(database_url: str) -> None:
 
 
 def test_codat_key_refused(database_url: str) -> None:
-    sandbox = create_sandbox_app(SandboxConfig(api_key=SANDBOX_API_KEY, public_url="http://x"))
+    sandbox = create_sandbox_app(
+        SandboxConfig(
+            api_key=SANDBOX_API_KEY,
+            public_url="http://x",
+            webhook_url="http://127.0.0.1:8000/webhooks/codat",
+        )
+    )
     transport = httpx.ASGITransport(app=sandbox)
     found = checks(database_url, transport, codat_api_key=SecretStr(REAL_KEY))
-    assert failed(found) == {"Codat API key", "Codat integration 'hcws'"}
+    assert failed(found) == {
+        "Codat API key",
+        "Codat integration 'hcws'",
+        "Codat webhook consumer",
+    }
     assert "refused the key (401)" in found["Codat API key"].detail
     assert "Developers > API keys" in (found["Codat API key"].fix or "")
     assert found["Codat integration 'hcws'"].detail == "not checked"
+    assert found["Codat webhook consumer"].detail == "not checked"
     accepted = checks(database_url, transport, codat_api_key=SecretStr(SANDBOX_API_KEY))
     assert failed(accepted) == set()
 
@@ -209,3 +247,36 @@ def test_database_not_migrated(database_url: str, tmp_path: Path) -> None:
     assert failed(found) == {"Database"}
     assert "no tables" in found["Database"].detail
     assert "bankfeeds migrate" in (found["Database"].fix or "")
+
+
+@pytest.mark.parametrize(
+    ("consumers", "detail"),
+    [
+        ([], "none sends events to http://127.0.0.1:8000/webhooks/codat"),
+        ([consumer(url="https://elsewhere.example/webhooks/codat")], "none sends events"),
+        (
+            [consumer(event_types=("connection.connected", "connection.disconnected"))],
+            "does not receive bankFeeds.sourceAccount.connected, "
+            "bankFeeds.sourceAccount.disconnected, client.rateLimit.reached",
+        ),
+        ([consumer(disabled=True)], "is disabled"),
+        ([consumer(companyTags=["region:west"])], "only sends region:west"),
+    ],
+)
+def test_webhook_consumer_missing_or_incomplete(
+    database_url: str, consumers: list[dict[str, Any]], detail: str
+) -> None:
+    found = checks(database_url, codat(consumers=consumers), codat_api_key=SecretStr(REAL_KEY))
+    assert failed(found) == {"Codat webhook consumer"}
+    check = found["Codat webhook consumer"]
+    assert detail in check.detail, check.detail
+    assert "bankfeeds codat setup-webhooks" in (check.fix or "")
+
+
+def test_the_closest_consumer_is_the_one_judged(database_url: str) -> None:
+    partial = consumer(event_types=("connection.connected",), id="partial")
+    complete = consumer(id="complete", url="http://127.0.0.1:8000/webhooks/codat/")
+    found = checks(
+        database_url, codat(consumers=[partial, complete]), codat_api_key=SecretStr(REAL_KEY)
+    )
+    assert failed(found) == set()

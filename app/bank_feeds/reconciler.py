@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.bank_feeds import rate_limit
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.refresh import refresh_bank_feed
@@ -73,6 +74,11 @@ class ReconcileReport:
     paused_until: datetime | None = None
     out_of_budget: bool = False
 
+    def record(self) -> None:
+        """Count this round in the metrics."""
+        outcome = "paused" if self.paused_until else "out_of_budget" if self.out_of_budget else "ok"
+        metrics.reconciler_cycle(outcome, len(self.refreshed), len(self.failed), len(self.busy))
+
 
 class Reconciler:
     def __init__(
@@ -109,8 +115,10 @@ class Reconciler:
         while True:
             try:
                 report = await self.run_once()
+                report.record()
                 delay = await self.seconds_until_next(report)
             except Exception as exc:  # the database is away, say
+                metrics.reconciler_cycle("error", 0, 0, 0)
                 log.warning("reconciler: %s; retrying", type(exc).__name__)
                 delay = self.interval.total_seconds()
             await asyncio.sleep(delay)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
+from app.codat import telemetry
 from app.codat.errors import (
     CodatConnectionError,
     CodatError,
@@ -39,6 +40,11 @@ from app.codat.models import (
     SourceAccountCreate,
     SourceAccountUpdate,
     wire,
+)
+from app.codat.webhook_consumers import (
+    WebhookConsumer,
+    WebhookConsumerCreate,
+    WebhookConsumers,
 )
 
 log = logging.getLogger("app.codat")
@@ -150,21 +156,21 @@ class CodatClient:
                     ),
                 )
             except httpx.TimeoutException as exc:
+                telemetry.unanswered(method, path, exc, time.monotonic() - started)
                 error: CodatError = CodatTimeout(f"{method} {path}: timed out")
                 error.__cause__ = exc
                 wait = _backoff(attempt)
             except httpx.TransportError as exc:
+                telemetry.unanswered(method, path, exc, time.monotonic() - started)
                 error = CodatConnectionError(f"{method} {path}: {type(exc).__name__}")
                 error.__cause__ = exc
                 wait = _backoff(attempt)
             else:
-                elapsed_ms = (time.monotonic() - started) * 1000
-                log.info(
-                    "codat %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms
-                )
-                if response.status_code < 400:
+                failed = self._error(method, path, response) if response.is_error else None
+                telemetry.answered(method, path, response, time.monotonic() - started, failed)
+                if failed is None:
                     return response
-                error = self._error(method, path, response)
+                error = failed
                 if response.status_code not in RETRY_STATUSES:
                     raise error
                 wait = (
@@ -175,14 +181,7 @@ class CodatClient:
             attempt += 1
             if attempt >= MAX_ATTEMPTS or wait >= _remaining():
                 raise error
-            log.warning(
-                "codat %s %s: %s; retry %d in %.2fs",
-                method,
-                path,
-                type(error).__name__,
-                attempt,
-                wait,
-            )
+            telemetry.retrying(method, path, error, attempt, wait)
             await asyncio.sleep(wait)
 
     @staticmethod
@@ -349,6 +348,19 @@ class CodatClient:
         await self._request(
             "DELETE", f"{self._accounts(company_id, connection_id)}/{_seg(account_id)}"
         )
+
+    # --- webhook consumers (Platform API) ------------------------------------------------
+
+    async def list_webhook_consumers(self) -> list[WebhookConsumer]:
+        found: WebhookConsumers = await self._call(WebhookConsumers, "GET", "/webhooks")
+        return found.results
+
+    async def create_webhook_consumer(self, url: str, event_types: list[str]) -> WebhookConsumer:
+        body = WebhookConsumerCreate(url=url, event_types=event_types)
+        return await self._call(WebhookConsumer, "POST", "/webhooks", json=wire(body))
+
+    async def delete_webhook_consumer(self, consumer_id: str) -> None:
+        await self._request("DELETE", f"/webhooks/{_seg(consumer_id)}")
 
     # --- integrations --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from app import metrics
 from app.connect.service import ConnectService
 from app.deps import ops_router, provided
 from app.errors import DomainError, ErrorOut, Unauthorized
@@ -47,12 +48,20 @@ async def connect_by_form(
 async def _connect(
     request: Request, connect: ConnectService, token: str | None, status_code: int
 ) -> Response:
-    if request.headers.get("authorization"):
-        # The browser route never accepts the ops token (or any other credential).
-        raise Unauthorized("The connect page takes no Authorization header.")
-    claims = connect.verify(token)
-    request.state.lang = claims.lang  # every page of this click speaks the token's language
-    link_url = await connect.click(claims)
+    try:
+        if request.headers.get("authorization"):
+            # The browser route never accepts the ops token (or any other credential).
+            raise Unauthorized("The connect page takes no Authorization header.")
+        claims = connect.verify(token)
+        request.state.lang = claims.lang  # every page of this click speaks the token's language
+        link_url = await connect.click(claims)
+    except DomainError as exc:
+        metrics.click(exc.page)  # the page the customer sees instead
+        raise
+    except Exception:
+        metrics.click("error")
+        raise
+    metrics.click("redirected")
     return RedirectResponse(link_url, status_code=status_code, headers=BROWSER_HEADERS)
 
 

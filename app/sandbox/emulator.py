@@ -13,7 +13,9 @@ from app.sandbox.bank_feeds import BankFeeds
 from app.sandbox.config import SandboxConfig
 from app.sandbox.state import ApiCall, SandboxClock
 from app.sandbox.store import SandboxStore
+from app.sandbox.webhook_consumers import WebhookConsumers
 from app.sandbox.webhooks import WebhookEmitter
+from app.sandbox.wire import Json
 
 
 class Sandbox:
@@ -24,13 +26,19 @@ class Sandbox:
         self.config = config
         self.clock = SandboxClock()
         self.webhooks = WebhookEmitter(config, self.clock)
-        self.store = SandboxStore(self.clock, config.base_url, self.webhooks.emit)
+        self.webhook_consumers = WebhookConsumers.configured(config.webhook_url)
+        self.store = SandboxStore(self.clock, config.base_url, self._emit)
         self.bank_feeds = BankFeeds(self.store, config.disconnect_delay, self._settle_at)
         self.calls: list[ApiCall] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: datetime | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._authorization = base64.b64encode(config.api_key.encode()).decode()
+
+    def _emit(self, event_type: str, ordering_key: str, payload: Json) -> None:
+        """Send an event to the webhook URL if a consumer there subscribes to its type."""
+        if self.webhook_consumers.wants(self.config.webhook_url, event_type):
+            self.webhooks.emit(event_type, ordering_key, payload)
 
     def reset_calls(self) -> None:
         self.calls.clear()

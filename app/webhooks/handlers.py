@@ -8,6 +8,7 @@ stamped at most `CLOCK_GRACE` earlier, since that record is on our clock, not Co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.bank_feeds import rate_limit
 from app.bank_feeds.repository import find_bank_feed, set_connection_status
 from app.bank_feeds.statuses import (
@@ -160,6 +162,7 @@ async def handle_source_account_event(session: AsyncSession, event: InboxEvent) 
 
 async def handle_rate_limit_reached(session: AsyncSession, event: InboxEvent) -> Outcome:
     payload = parse_payload(RateLimitPayload, event)
+    metrics.codat_quota(payload.quota_remaining, payload.daily_quota)
     until = payload.expiry_date or rate_limit.next_quota_reset(event.as_of)
     details = {"daily_quota": payload.daily_quota, "quota_remaining": payload.quota_remaining}
     await rate_limit.pause(session, until, event.as_of, event.event_type, details)
@@ -168,6 +171,9 @@ async def handle_rate_limit_reached(session: AsyncSession, event: InboxEvent) ->
 
 
 async def handle_rate_limit_reset(session: AsyncSession, event: InboxEvent) -> Outcome:
+    with contextlib.suppress(MalformedPayload):  # the quota figures are a bonus here
+        payload = parse_payload(RateLimitPayload, event)
+        metrics.codat_quota(payload.quota_remaining, payload.daily_quota)
     if await rate_limit.resume(session, event.as_of, event.event_type):
         log.info("Codat rate limit reset: background Codat calls resume")
     return Outcome("handled")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.codat.webhooks import (
     InvalidSecret,
     MalformedEnvelope,
@@ -22,6 +23,7 @@ from app.db import utcnow
 from app.errors import InvalidRequest, Misconfigured, NotFound, Unauthorized
 from app.models import CodatEvent
 from app.webhooks import inbox
+from app.webhooks.handlers import HANDLERS
 
 log = logging.getLogger("app.webhooks")
 
@@ -40,21 +42,26 @@ class WebhookService:
     async def receive(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Verify and store a delivery; False when it is a redelivery of a stored event."""
         if self.secret is None or not self.secret.get_secret_value():
+            metrics.webhook_delivery("unknown", "not_configured")
             raise NotFound("Not Found")
         try:
             key = signing_key(self.secret.get_secret_value())
         except InvalidSecret:
+            metrics.webhook_delivery("unknown", "not_configured")
             log.error("CODAT_WEBHOOK_SECRET is not whsec_<base64>: refusing webhooks")
             raise Misconfigured("The webhook receiver is misconfigured.") from None
         try:
-            webhook_id, envelope = read_delivery(key, headers, body, utcnow())
+            webhook_id, envelope = read_delivery(key, headers, body)
         except WebhookRejected as exc:
             log.warning("webhook refused: %s", exc)
             malformed = isinstance(exc, MissingHeaders | MalformedEnvelope)
+            metrics.webhook_delivery("unknown", "malformed" if malformed else "bad_signature")
             raise (InvalidRequest if malformed else Unauthorized)(str(exc)) from exc
         async with self.sessions() as session:
             stored = await inbox.accept(session, webhook_id, envelope, utcnow())
             await session.commit()
+        event_type = envelope.event_type if envelope.event_type in HANDLERS else "other"
+        metrics.webhook_delivery(event_type, "accepted" if stored else "duplicate")
         if stored:
             self.signal.set()
         return stored

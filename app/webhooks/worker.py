@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.db import utcnow
 from app.webhooks import inbox
 from app.webhooks.handlers import HANDLERS, Handler, MalformedPayload
@@ -92,6 +93,7 @@ class InboxWorker:
                 outcome = await self._handle(session, event)
                 if await inbox.settle(session, event, outcome, utcnow()):
                     await session.commit()
+                    metrics.webhook_event(self._label(event), outcome.status)
                 else:
                     await session.rollback()  # our claim lapsed and someone else took it
                 return
@@ -122,8 +124,13 @@ class InboxWorker:
                 session, event, self.redact(error)[:MAX_ERROR_CHARS], retry_at
             ):
                 await session.commit()
+        metrics.webhook_event(self._label(event), "retry" if retry_at else "failed")
         if retry_at is None:
             log.error("webhook %s (%s) failed for good", event.webhook_id, event.event_type)
+
+    def _label(self, event: InboxEvent) -> str:
+        """The event type as a metric label: `other` for the types no handler takes."""
+        return event.event_type if event.event_type in self.handlers else "other"
 
     def retry_at(self, attempts: int, now: datetime) -> datetime | None:
         """Exponential backoff after the `attempts`-th failure; None once they are used up."""

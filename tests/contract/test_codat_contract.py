@@ -13,6 +13,7 @@ import pytest
 from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
 from app.codat.models import SourceAccountCreate, SourceAccountUpdate
+from app.codat.telemetry import operation_of
 from app.sandbox import SandboxConfig, create_sandbox_app
 from tests.sandbox.sandbox_oas import OAS_DIR, assert_valid, check_response, find_operation
 
@@ -50,6 +51,7 @@ class ContractTransport(httpx.AsyncBaseTransport):
         assert found is not None, f"{request.method} {path} is not in Codat's spec"
         name, template, operation = found
         self.operations.add(operation["operationId"])
+        assert operation_of(request.method, path) == operation["operationId"]  # metric labels
         body = await request.aread()
         request_body = operation.get("requestBody", {}).get("content", {}).get("application/json")
         if request_body is not None and "schema" in request_body:

@@ -12,13 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.codat.webhooks import sign, signing_key
 from app.main import MAX_WEBHOOK_BYTES
 from tests.conftest import WEBHOOK_SECRET, Service, _truncate, start_service
 from tests.reliability.conftest import Record
 from tests.reliability.hostile import FUZZ, FuzzClock, database_state
 from tests.reliability.support import db_name
-from tests.webhooks.support import connection_payload, envelope, seed_feed
+from tests.webhooks.support import connection_payload, envelope, seed_feed, sign, signing_key
 
 KEY = signing_key(WEBHOOK_SECRET)
 EVENT_BODY = json.dumps(envelope("connection.connected", connection_payload("Linked"))).encode()
