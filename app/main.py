@@ -15,6 +15,7 @@ from app.bank_feeds.routes import router as bank_feeds_router
 from app.codat.client import Transport
 from app.connect.routes import ops_connect_router
 from app.connect.routes import router as connect_router
+from app.console.routes import mount_console
 from app.customers.routes import router as customers_router
 from app.demo.routes import router as demo_router
 from app.demo.seed import seed_demo_customers
@@ -92,6 +93,7 @@ def create_app(
         app.include_router(router)
     if settings.sandbox_mode:
         app.include_router(demo_router)
+    mount_console(app, settings)
     _add_health_routes(app)
     if sandbox is not None:
         app.mount(SANDBOX_MOUNT, sandbox)

@@ -16,6 +16,7 @@ from app.bank_feeds.reconciler import Cadence, Reconciler
 from app.bank_feeds.service import BankFeedService
 from app.codat.client import CodatClient, Transport, in_process
 from app.connect.service import ConnectService
+from app.console.service import ConsoleService
 from app.customers.service import CustomerService
 from app.db import create_engine, session_factory
 from app.logs import RedactingFilter, redaction_list
@@ -41,6 +42,7 @@ class Services:
     customers: CustomerService
     bank_feeds: BankFeedService
     webhooks: WebhookService
+    console: ConsoleService
     inbox_signal: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -65,6 +67,7 @@ class Services:
             customers=CustomerService(sessions, codat, budget=budget),
             bank_feeds=BankFeedService(sessions, codat, budget=budget),
             webhooks=WebhookService(sessions, settings.codat_webhook_secret, signal),
+            console=ConsoleService(sessions, settings.ops_api_token),
             inbox_signal=signal,
         )
 

@@ -1,0 +1,542 @@
+"""`/console/`: the operations console, pages for the bank's staff in a browser.
+
+Signed in with the ops token (a session cookie, `service.py`); each form that changes something
+carries the session's CSRF token; each action calls the same service as the ops API and lands in
+the audit log. Without an ops token there is no console (404), as there is no ops API.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic_core import PydanticCustomError
+
+from app.bank_feeds.listing import BankFeedFilters, decode_cursor, list_bank_feeds
+from app.bank_feeds.schemas import BankFeedRow
+from app.bank_feeds.service import BankFeedService
+from app.bank_feeds.statuses import (
+    ACCOUNT_STATUSES,
+    CONNECTION_STATUSES,
+    NOT_PUSHED,
+    PENDING,
+    customer_action_reasons,
+)
+from app.connect.service import ConnectService
+from app.console import extensions, i18n, queries
+from app.console.chart import bar_chart
+from app.console.service import CSRF_REFUSED, AuditEntry, ConsoleService, SessionCheck
+from app.console.views import (
+    PREFIX,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    STATIC_DIR,
+    View,
+    page_language,
+    safe_next,
+)
+from app.customers.service import CustomerService
+from app.deps import SessionDep, SettingsDep, provided
+from app.errors import CustomerNotFound, DomainError
+from app.models import ID_PATTERN
+from app.pages import BROWSER_HEADERS
+from app.settings import Settings
+from app.webhooks.service import WebhookService
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+ConsoleDep = Annotated[ConsoleService, provided(ConsoleService)]
+BankFeedsDep = Annotated[BankFeedService, provided(BankFeedService)]
+CustomersDep = Annotated[CustomerService, provided(CustomerService)]
+ConnectDep = Annotated[ConnectService, provided(ConnectService)]
+WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
+
+PAGE_SIZE = 50
+RECENT_EVENTS = 10
+CONNECT_LINK_LIFETIME = timedelta(minutes=15)
+EVENT_STATUSES = ("pending", "handled", "ignored", "unmatched", "failed")
+RETRYABLE = ("failed", "unmatched")
+NOTICES = {"refreshed", "refreshed_nothing", "unlinked", "unlink_none", "purged", "retried"}
+
+
+def mount_console(app: FastAPI, settings: Settings) -> None:
+    """The console's pages and files, when an ops token is configured; else nothing at all."""
+    if settings.ops_api_token is None or not settings.ops_api_token.get_secret_value():
+        return
+    app.include_router(router)
+    app.mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.add_exception_handler(SignInRequired, _send_to_sign_in)
+    app.add_exception_handler(CsrfRefused, _refuse_form)
+
+
+# --- who is asking ---------------------------------------------------------------------------
+
+
+class SignInRequired(Exception):
+    def __init__(self, check: SessionCheck, path: str) -> None:
+        self.expired = check.expired
+        self.path = path
+
+
+class CsrfRefused(Exception):
+    def __init__(self, view: View) -> None:
+        self.view = view
+
+
+async def signed_in(request: Request, console: ConsoleDep, settings: SettingsDep) -> View:
+    check = await console.check(request.cookies.get(SESSION_COOKIE))
+    if check.session is None:
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(check, path if request.method == "GET" else PREFIX + "/")
+    return View(request, console, settings, check.session, page_language(request))
+
+
+SignedIn = Annotated[View, Depends(signed_in)]
+
+
+async def checked_form(
+    view: SignedIn, csrf: Annotated[str | None, Form(max_length=200)] = None
+) -> View:
+    """A form that changes something: it must carry this session's CSRF token."""
+    assert view.who is not None
+    if not view.console.csrf_ok(view.who, csrf):
+        entry = AuditEntry(view.who.id, CSRF_REFUSED, view.request.url.path)
+        await view.console.record(entry, "refused", remote=view.remote)
+        raise CsrfRefused(view)
+    return view
+
+
+Checked = Annotated[View, Depends(checked_form)]
+
+
+async def _send_to_sign_in(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    params = {"next": exc.path} if exc.path != PREFIX + "/" else {}
+    if exc.expired:
+        params["expired"] = "1"
+    query = f"?{urlencode(params)}" if params else ""
+    return RedirectResponse(f"{PREFIX}/sign-in{query}", 303, headers=BROWSER_HEADERS)
+
+
+async def _refuse_form(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CsrfRefused)
+    view = exc.view
+    return view.render(
+        "message.html", 403, title=view.t["csrf_title"], body=view.t["csrf_body"], back=PREFIX + "/"
+    )
+
+
+# --- signing in and out ----------------------------------------------------------------------
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_page(request: Request, console: ConsoleDep, settings: SettingsDep) -> Response:
+    view = View(request, console, settings, None, page_language(request))
+    next_path = safe_next(request.query_params.get("next"))
+    check = await console.check(request.cookies.get(SESSION_COOKIE))
+    if check.session is not None:
+        view.who = check.session
+        return view.redirect(next_path)
+    notice = None
+    if request.query_params.get("expired") or check.expired:
+        notice = view.t["session_expired"]
+    elif request.query_params.get("signed_out"):
+        notice = view.t["signed_out"]
+    return view.sign_in_page(next_path=next_path, notice=notice)
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(
+    request: Request,
+    console: ConsoleDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form(max_length=1000)] = "",
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    view = View(request, console, settings, None, page_language(request))
+    next_path = safe_next(next)
+    if not console.sign_in_form_ok(request.cookies.get(SIGN_IN_COOKIE), csrf):
+        return view.sign_in_page(403, next_path=next_path, error=view.t["sign_in_form_stale"])
+    result = await console.sign_in(token, view.remote)
+    if result.retry_after is not None:
+        minutes = -(-result.retry_after // 60)
+        return view.sign_in_page(
+            429,
+            next_path=next_path,
+            error=view.t["sign_in_paused"].format(minutes=minutes),
+            headers={"Retry-After": str(result.retry_after)},
+        )
+    if result.session is None:
+        return view.sign_in_page(401, next_path=next_path, error=view.t["sign_in_wrong"])
+    view.who = result.session
+    response = view.redirect(next_path)
+    view.clear_cookie(response, SIGN_IN_COOKIE)
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(view: Checked) -> Response:
+    assert view.who is not None
+    await view.console.sign_out(view.who, view.remote)
+    view.who = None
+    response = view.redirect(f"{PREFIX}/sign-in?signed_out=1")
+    view.clear_cookie(response, SESSION_COOKIE)
+    return response
+
+
+# --- overview --------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(view: SignedIn, session: SessionDep) -> Response:
+    counts = await queries.fleet_counts(session)
+    needing = await queries.needing_action(session)
+    days = queries.chart_days(view.console.now().date())
+    daily = await queries.connections_per_day(session, days)
+    pushed = await extensions.pushed_transactions_per_day(session, days)
+    return view.render(
+        "overview.html",
+        title=view.t["overview_title"],
+        section="overview",
+        counts=counts,
+        connection_statuses=[*CONNECTION_STATUSES, "none"],
+        account_statuses=ACCOUNT_STATUSES,
+        needing=[(row, _reasons(view.lang, row)) for row in needing],
+        health=await queries.webhook_health(session),
+        daily=daily,
+        chart=bar_chart(days, [daily.created, daily.linked]),
+        pushed=pushed,
+        pushed_chart=bar_chart(days, [pushed]) if pushed is not None else None,
+        push_problems=await extensions.push_problems(session),
+        quota=await extensions.codat_quota_today(session),
+    )
+
+
+def _reasons(lang: str, row: BankFeedRow) -> list[str]:
+    counts: dict[str, int] = {status: n for status, n in row.counts.items()}
+    found = customer_action_reasons(row.connection_id, row.connection_status, counts)
+    return [i18n.reason(lang, code, message, counts) for code, message in found]
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+def _parse_filters(params: Any) -> tuple[BankFeedFilters, str | None, list[str]]:
+    """The list's filters from the query, as `GET /ops/bank-feeds` takes them, and `q`."""
+    wrong: list[str] = []
+    search = (params.get("q") or "").strip()
+    if len(search) > 200:
+        wrong.append("q")
+    status = params.get("connection_status") or None
+    if status is not None and status not in (*CONNECTION_STATUSES, "none"):
+        wrong.append("connection_status")
+    flags: dict[str, bool | None] = {}
+    for name in ("has_disconnected_accounts", "needs_customer_action"):
+        value = params.get(name) or None
+        if value not in (None, "true", "false"):
+            wrong.append(name)
+        flags[name] = None if value not in ("true", "false") else value == "true"
+    since = None
+    if params.get("updated_since"):
+        try:
+            since = datetime.combine(date.fromisoformat(params["updated_since"]), time(), UTC)
+        except ValueError:
+            wrong.append("updated_since")
+    after = None
+    try:
+        after = decode_cursor(params.get("cursor") or None)
+    except PydanticCustomError:
+        wrong.append("cursor")
+    filters = BankFeedFilters(
+        connection_status=status if "connection_status" not in wrong else None,
+        has_disconnected_accounts=flags["has_disconnected_accounts"],
+        needs_customer_action=flags["needs_customer_action"],
+        updated_since=since,
+        search=search[:200] or None,
+    )
+    return filters, after, wrong
+
+
+@router.get("/customers", response_class=HTMLResponse)
+async def customers(view: SignedIn, session: SessionDep) -> Response:
+    params = view.request.query_params
+    filters, after, wrong = _parse_filters(params)
+    page = None
+    if not wrong:
+        page = await list_bank_feeds(session, filters, limit=PAGE_SIZE, after=after)
+    return view.render(
+        "customers.html",
+        400 if wrong else 200,
+        title=view.t["customers_title"],
+        section="customers",
+        params=params,
+        connection_statuses=[*CONNECTION_STATUSES, "none"],
+        wrong=wrong,
+        page=page,
+        rows=[(row, _reasons(view.lang, row)) for row in (page.items if page else [])],
+        next_url=view.url_with(cursor=page.next_cursor) if page and page.next_cursor else None,
+        first_url=view.url_with(cursor=None) if after is not None else None,
+    )
+
+
+def _customer_id(value: str) -> str | None:
+    return value if re.fullmatch(ID_PATTERN, value) else None
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+async def customer_page(
+    customer_id: str,
+    view: SignedIn,
+    session: SessionDep,
+    bank_feeds: BankFeedsDep,
+    customers: CustomersDep,
+    webhooks: WebhooksDep,
+) -> Response:
+    if _customer_id(customer_id) is None:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    try:
+        customer = await customers.get_customer(customer_id)
+        feed = await bank_feeds.status(customer_id)
+    except CustomerNotFound:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    events = await webhooks.events(None, None, RECENT_EVENTS, customer_id=customer_id)
+    notice = params_notice(view)
+    counts = {"not_pushed": feed.counts[NOT_PUSHED], "pending": feed.counts[PENDING]}
+    return view.render(
+        "customer.html",
+        title=customer.name,
+        section="customers",
+        customer=customer,
+        feed=feed,
+        reasons=[i18n.reason(view.lang, r.code, r.message, counts) for r in feed.reasons],
+        accounts=[(a, extensions.account_actions(a)) for a in feed.accounts],
+        events=events,
+        transactions=await extensions.customer_transactions(session, customer_id),
+        notice=notice,
+    )
+
+
+def params_notice(view: View) -> str | None:
+    done = view.request.query_params.get("done")
+    return view.t[done] if done in NOTICES else None
+
+
+@router.post("/customers/{customer_id}/refresh")
+async def refresh(customer_id: str, view: Checked, bank_feeds: BankFeedsDep) -> Response:
+    back = f"{PREFIX}/customers/{customer_id}"
+    if _customer_id(customer_id) is None:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    assert view.who is not None
+    try:
+        async with view.console.audited(view.who, "refresh", customer_id, view.remote) as entry:
+            feed = await bank_feeds.status(customer_id, refresh=True)
+            entry.detail = f"connection {feed.connection_status or 'none'}" + (
+                "" if feed.refreshed else ", nothing to read in Codat"
+            )
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "refresh"), back)
+    return view.redirect(f"{back}?done={'refreshed' if feed.refreshed else 'refreshed_nothing'}")
+
+
+@router.post("/customers/{customer_id}/connect-link", response_class=HTMLResponse)
+async def connect_link(
+    customer_id: str, view: Checked, customers: CustomersDep, connect: ConnectDep
+) -> Response:
+    """A fresh single-use connect URL, shown once in the answer (never in a URL or the log)."""
+    back = f"{PREFIX}/customers/{customer_id}"
+    if _customer_id(customer_id) is None:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    assert view.who is not None
+    try:
+        async with view.console.audited(
+            view.who, "connect_link", customer_id, view.remote
+        ) as entry:
+            customer = await customers.get_customer(customer_id)
+            url, expires_at = await connect.connect_url(
+                customer_id, lang=customer.locale, lifetime=CONNECT_LINK_LIFETIME
+            )
+            entry.detail = f"valid until {expires_at.isoformat()}"
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "connect_link"), back)
+    return view.render(
+        "connect_link.html",
+        title=view.t["connect_link_title"].format(name=customer.name),
+        section="customers",
+        customer=customer,
+        url=url,
+        expires_at=expires_at,
+    )
+
+
+@router.get("/customers/{customer_id}/offboard", response_class=HTMLResponse)
+async def offboard_page(
+    customer_id: str, view: SignedIn, bank_feeds: BankFeedsDep, customers: CustomersDep
+) -> Response:
+    """What offboarding would do in Codat and here, before anything is done."""
+    if _customer_id(customer_id) is None:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    try:
+        customer = await customers.get_customer(customer_id)
+        feed = await bank_feeds.status(customer_id)
+    except CustomerNotFound:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    return _offboard_form(view, customer, feed)
+
+
+def _offboard_form(
+    view: View, customer: Any, feed: Any, status_code: int = 200, **extra: Any
+) -> Response:
+    unlinkable = feed.company_id is not None and feed.connection_id is not None
+    return view.render(
+        "offboard.html",
+        status_code,
+        title=view.t["offboard_title"].format(name=customer.name),
+        section="customers",
+        customer=customer,
+        feed=feed,
+        unlinkable=unlinkable,
+        **extra,
+    )
+
+
+@router.post("/customers/{customer_id}/offboard")
+async def offboard(
+    customer_id: str,
+    view: Checked,
+    customers: CustomersDep,
+    bank_feeds: BankFeedsDep,
+    mode: Annotated[str, Form(max_length=10)] = "",
+    confirm: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    back = f"{PREFIX}/customers/{customer_id}"
+    if _customer_id(customer_id) is None:
+        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    if mode not in ("unlink", "purge"):
+        return view.bad_request(back)
+    assert view.who is not None
+    if mode == "purge" and confirm.strip() != customer_id:
+        try:
+            customer = await customers.get_customer(customer_id)
+            feed = await bank_feeds.status(customer_id)
+        except CustomerNotFound:
+            return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+        return _offboard_form(view, customer, feed, 400, error=view.t["purge_mismatch"])
+    action = f"offboard_{mode}"
+    try:
+        async with view.console.audited(view.who, action, customer_id, view.remote) as entry:
+            result = await customers.offboard(customer_id, purge=mode == "purge")
+            if result.purge:
+                deleted = ", ".join(result.codat.companies_deleted) or "none"
+                entry.detail = (
+                    f"Codat companies deleted: {deleted}; "
+                    f"{result.local.accounts_deleted} account(s) deleted here"
+                )
+            else:
+                entry.detail = (
+                    f"connection unlinked: {'yes' if result.codat.connection_unlinked else 'no'}, "
+                    f"now {result.codat.connection_status or 'none'}"
+                )
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, action), back)
+    if result.purge:
+        return view.redirect(f"{PREFIX}/customers?done=purged")
+    return view.redirect(
+        f"{back}?done={'unlinked' if result.codat.connection_unlinked else 'unlink_none'}"
+    )
+
+
+# --- webhook events --------------------------------------------------------------------------
+
+
+@router.get("/events", response_class=HTMLResponse)
+async def events(view: SignedIn, webhooks: WebhooksDep) -> Response:
+    params = view.request.query_params
+    wrong = []
+    status = params.get("status") or None
+    if status is not None and status not in EVENT_STATUSES:
+        wrong.append("status")
+    event_type = (params.get("event_type") or "").strip() or None
+    if event_type is not None and len(event_type) > 100:
+        wrong.append("event_type")
+    customer_id = (params.get("customer_id") or "").strip() or None
+    if customer_id is not None and _customer_id(customer_id) is None:
+        wrong.append("customer_id")
+    before = _int(params.get("before"))
+    if params.get("before") and before is None:
+        wrong.append("before")
+    found = []
+    if not wrong:
+        found = await webhooks.events(
+            status,  # type: ignore[arg-type]  # checked against EVENT_STATUSES above
+            event_type,
+            PAGE_SIZE + 1,
+            customer_id=customer_id,
+            before=before,
+        )
+    older = view.url_with(before=str(found[PAGE_SIZE - 1].id)) if len(found) > PAGE_SIZE else None
+    return view.render(
+        "events.html",
+        400 if wrong else 200,
+        title=view.t["events_title"],
+        section="events",
+        params=params,
+        statuses=EVENT_STATUSES,
+        retryable=RETRYABLE,
+        retry_forms=True,
+        wrong=wrong,
+        events=found[:PAGE_SIZE],
+        older_url=older,
+        newest_url=view.url_with(before=None) if before is not None else None,
+        back=view.url_with(done=None),
+        notice=params_notice(view),
+    )
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
+
+
+@router.post("/events/{event_id}/retry")
+async def retry_event(
+    event_id: str,
+    view: Checked,
+    webhooks: WebhooksDep,
+    back: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    back = back if back.startswith(f"{PREFIX}/events") and "//" not in back else f"{PREFIX}/events"
+    number = _int(event_id)
+    if number is None:
+        return view.not_found(view.t["page_not_found"])
+    assert view.who is not None
+    try:
+        async with view.console.audited(view.who, "retry_event", str(number), view.remote):
+            await webhooks.retry(number)
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "retry_event"), back)
+    separator = "&" if "?" in back else "?"
+    return view.redirect(f"{back}{separator}done=retried")
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit(view: SignedIn) -> Response:
+    before = _int(view.request.query_params.get("before"))
+    entries = await view.console.audit_log(limit=PAGE_SIZE + 1, before=before)
+    older = (
+        view.url_with(before=str(entries[PAGE_SIZE - 1].id)) if len(entries) > PAGE_SIZE else None
+    )
+    return view.render(
+        "audit.html",
+        title=view.t["audit_title"],
+        section="audit",
+        entries=entries[:PAGE_SIZE],
+        older_url=older,
+        newest_url=view.url_with(before=None) if before is not None else None,
+    )
