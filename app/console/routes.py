@@ -279,8 +279,11 @@ async def customers(view: SignedIn, session: SessionDep) -> Response:
         wrong=wrong,
         page=page,
         rows=[(row, _reasons(view.lang, row)) for row in (page.items if page else [])],
-        next_url=view.url_with(cursor=page.next_cursor) if page and page.next_cursor else None,
-        first_url=view.url_with(cursor=None) if after is not None else None,
+        next_url=view.url_with(cursor=page.next_cursor, done=None)
+        if page and page.next_cursor
+        else None,
+        first_url=view.url_with(cursor=None, done=None) if after is not None else None,
+        notice=params_notice(view),
     )
 
 
@@ -478,7 +481,9 @@ async def events(view: SignedIn, webhooks: WebhooksDep) -> Response:
             customer_id=customer_id,
             before=before,
         )
-    older = view.url_with(before=str(found[PAGE_SIZE - 1].id)) if len(found) > PAGE_SIZE else None
+    older = None
+    if len(found) > PAGE_SIZE:
+        older = view.url_with(before=str(found[PAGE_SIZE - 1].id), done=None)
     return view.render(
         "events.html",
         400 if wrong else 200,
@@ -491,7 +496,7 @@ async def events(view: SignedIn, webhooks: WebhooksDep) -> Response:
         wrong=wrong,
         events=found[:PAGE_SIZE],
         older_url=older,
-        newest_url=view.url_with(before=None) if before is not None else None,
+        newest_url=view.url_with(before=None, done=None) if before is not None else None,
         back=view.url_with(done=None),
         notice=params_notice(view),
     )
