@@ -85,6 +85,7 @@ def render_markdown(results: dict[str, Any], targets: list[Target], chart_name: 
     out += _first_connect_section(results)
     out += _returning_section(results)
     out += _ops_section(results)
+    out += _console_section(results)
     out += _rss_section(results)
     out += _method_section(results)
     return "\n".join(out) + "\n"
@@ -277,6 +278,51 @@ def _ops_section(results: dict[str, Any]) -> list[str]:
         out += _table(["format", "accounts", "customers", "body", "seconds", "accounts/s"], rows)
         out.append("")
     return out
+
+
+def _console_section(results: dict[str, Any]) -> list[str]:
+    out = ["## Operations console", ""]
+    console = results.get("console")
+    if console is None:
+        reason = results.get("skipped", {}).get("console", "not run")
+        return [*out, f"Console pages not measured: {reason}", ""]
+    out += [
+        "Every page of `/console/`, signed in with a session cookie as a browser is, over the "
+        f"same database, with {console['events_seeded']:,} webhook events in the inbox. One "
+        "request at a time, as a person at a desk; each page after a short warm-up.",
+        "",
+    ]
+    rows = []
+    for name, page in console["pages"].items():
+        lat, cpu = page["latency_ms"], page.get("cpu", {})
+        rows.append(
+            [
+                name,
+                str(lat.get("n")),
+                _ms(lat.get("p50")),
+                _ms(lat.get("p95")),
+                _ms(lat.get("p99")),
+                _ms(lat.get("max")),
+                _ms(cpu.get("service_ms_per_request")),
+                _ms(cpu.get("postgres_ms_per_request")),
+                _errors(page["errors"]),
+            ]
+        )
+    out += _table(
+        [
+            "page",
+            "n",
+            "p50 (ms)",
+            "p95 (ms)",
+            "p99 (ms)",
+            "max (ms)",
+            "service CPU per request (ms)",
+            "Postgres CPU per request (ms)",
+            "errors",
+        ],
+        rows,
+    )
+    return [*out, ""]
 
 
 def _rss_section(results: dict[str, Any]) -> list[str]:

@@ -152,11 +152,17 @@ async def list_bank_feeds(
     """The page of customers after the customer id `after` (a decoded cursor)."""
     # The summary covers every matching customer; it is the same on every page, so only the
     # first page carries it.
-    counts = await _summary(session, _filtered(filters)) if summary and after is None else None
+    matching = _status_filter(
+        select(Customer.id).outerjoin(BankFeed, BankFeed.customer_id == Customer.id), filters
+    )
+    counts = None
+    if summary and after is None:
+        # A search or a status narrows the aggregation to the customers it matches.
+        narrowed = filters.search is not None or filters.connection_status is not None
+        counts = await _summary(session, _filtered(filters, matching if narrowed else None))
     only = None
     if not _needs_counts(filters):
-        only = select(Customer.id).outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
-        only = _status_filter(only, filters)
+        only = matching
         if after is not None:
             only = only.where(Customer.id > after)
         only = only.order_by(Customer.id).limit(limit + 1)
