@@ -9,6 +9,18 @@ from typing import Any
 
 from bench.targets import Target, sandbox_round_trip_ms, sdk_speedup
 
+# One request measured page after page: its latency and the CPU it cost, per row.
+LATENCY_COLUMNS = [
+    "n",
+    "p50 (ms)",
+    "p95 (ms)",
+    "p99 (ms)",
+    "max (ms)",
+    "service CPU per request (ms)",
+    "Postgres CPU per request (ms)",
+    "errors",
+]
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,20 +256,7 @@ def _ops_section(results: dict[str, Any]) -> list[str]:
                     _errors(ops[key]["errors"]),
                 ]
             )
-        out += _table(
-            [
-                "request",
-                "n",
-                "p50 (ms)",
-                "p95 (ms)",
-                "p99 (ms)",
-                "max (ms)",
-                "service CPU per request (ms)",
-                "Postgres CPU per request (ms)",
-                "errors",
-            ],
-            rows,
-        )
+        out += _table(["request", *LATENCY_COLUMNS], rows)
         out.append("")
     imports = results.get("bulk_import")
     if imports is None:
@@ -308,20 +307,7 @@ def _console_section(results: dict[str, Any]) -> list[str]:
                 _errors(page["errors"]),
             ]
         )
-    out += _table(
-        [
-            "page",
-            "n",
-            "p50 (ms)",
-            "p95 (ms)",
-            "p99 (ms)",
-            "max (ms)",
-            "service CPU per request (ms)",
-            "Postgres CPU per request (ms)",
-            "errors",
-        ],
-        rows,
-    )
+    out += _table(["page", *LATENCY_COLUMNS], rows)
     return [*out, ""]
 
 

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic_core import PydanticCustomError
 
 from app.bank_feeds.listing import BankFeedFilters, decode_cursor, list_bank_feeds
-from app.bank_feeds.schemas import BankFeedRow
+from app.bank_feeds.schemas import BankFeedRow, BankFeedStatus
 from app.bank_feeds.service import BankFeedService
 from app.bank_feeds.statuses import (
     ACCOUNT_STATUSES,
@@ -40,6 +40,7 @@ from app.console.views import (
     page_language,
     safe_next,
 )
+from app.customers.schemas import CustomerOut
 from app.customers.service import CustomerService
 from app.deps import SessionDep, SettingsDep, provided
 from app.errors import CustomerNotFound, DomainError
@@ -291,6 +292,19 @@ def _customer_id(value: str) -> str | None:
     return value if re.fullmatch(ID_PATTERN, value) else None
 
 
+async def _customer(
+    view: View, customer_id: str, customers: CustomerService, bank_feeds: BankFeedService
+) -> tuple[CustomerOut, BankFeedStatus] | Response:
+    """The customer and their bank feed as the ops API shows them, or the page saying there is
+    no such customer."""
+    if _customer_id(customer_id) is None:
+        return view.customer_not_found(customer_id)
+    try:
+        return await customers.get_customer(customer_id), await bank_feeds.status(customer_id)
+    except CustomerNotFound:
+        return view.customer_not_found(customer_id)
+
+
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 async def customer_page(
     customer_id: str,
@@ -300,13 +314,10 @@ async def customer_page(
     customers: CustomersDep,
     webhooks: WebhooksDep,
 ) -> Response:
-    if _customer_id(customer_id) is None:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
-    try:
-        customer = await customers.get_customer(customer_id)
-        feed = await bank_feeds.status(customer_id)
-    except CustomerNotFound:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+    found = await _customer(view, customer_id, customers, bank_feeds)
+    if isinstance(found, Response):
+        return found
+    customer, feed = found
     events = await webhooks.events(None, None, RECENT_EVENTS, customer_id=customer_id)
     notice = params_notice(view)
     counts = {"not_pushed": feed.counts[NOT_PUSHED], "pending": feed.counts[PENDING]}
@@ -333,7 +344,7 @@ def params_notice(view: View) -> str | None:
 async def refresh(customer_id: str, view: Checked, bank_feeds: BankFeedsDep) -> Response:
     back = f"{PREFIX}/customers/{customer_id}"
     if _customer_id(customer_id) is None:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+        return view.customer_not_found(customer_id)
     assert view.who is not None
     try:
         async with view.console.audited(view.who, "refresh", customer_id, view.remote) as entry:
@@ -353,7 +364,7 @@ async def connect_link(
     """A fresh single-use connect URL, shown once in the answer (never in a URL or the log)."""
     back = f"{PREFIX}/customers/{customer_id}"
     if _customer_id(customer_id) is None:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+        return view.customer_not_found(customer_id)
     assert view.who is not None
     try:
         async with view.console.audited(
@@ -381,18 +392,18 @@ async def offboard_page(
     customer_id: str, view: SignedIn, bank_feeds: BankFeedsDep, customers: CustomersDep
 ) -> Response:
     """What offboarding would do in Codat and here, before anything is done."""
-    if _customer_id(customer_id) is None:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
-    try:
-        customer = await customers.get_customer(customer_id)
-        feed = await bank_feeds.status(customer_id)
-    except CustomerNotFound:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
-    return _offboard_form(view, customer, feed)
+    found = await _customer(view, customer_id, customers, bank_feeds)
+    if isinstance(found, Response):
+        return found
+    return _offboard_form(view, *found)
 
 
 def _offboard_form(
-    view: View, customer: Any, feed: Any, status_code: int = 200, **extra: Any
+    view: View,
+    customer: CustomerOut,
+    feed: BankFeedStatus,
+    status_code: int = 200,
+    **extra: Any,
 ) -> Response:
     unlinkable = feed.company_id is not None and feed.connection_id is not None
     return view.render(
@@ -418,17 +429,15 @@ async def offboard(
 ) -> Response:
     back = f"{PREFIX}/customers/{customer_id}"
     if _customer_id(customer_id) is None:
-        return view.not_found(view.t["customer_not_found"].format(id=customer_id))
+        return view.customer_not_found(customer_id)
     if mode not in ("unlink", "purge"):
         return view.bad_request(back)
     assert view.who is not None
     if mode == "purge" and confirm.strip() != customer_id:
-        try:
-            customer = await customers.get_customer(customer_id)
-            feed = await bank_feeds.status(customer_id)
-        except CustomerNotFound:
-            return view.not_found(view.t["customer_not_found"].format(id=customer_id))
-        return _offboard_form(view, customer, feed, 400, error=view.t["purge_mismatch"])
+        found = await _customer(view, customer_id, customers, bank_feeds)
+        if isinstance(found, Response):
+            return found
+        return _offboard_form(view, *found, 400, error=view.t["purge_mismatch"])
     action = f"offboard_{mode}"
     try:
         async with view.console.audited(view.who, action, customer_id, view.remote) as entry:

@@ -192,6 +192,9 @@ class View:
             back=back,
         )
 
+    def customer_not_found(self, customer_id: str) -> HTMLResponse:
+        return self.not_found(self.t["customer_not_found"].format(id=customer_id))
+
     def not_found(self, body: str) -> HTMLResponse:
         return self.render(
             "message.html", 404, title=self.t["not_found_title"], body=body, back=PREFIX + "/"
