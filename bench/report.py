@@ -237,25 +237,13 @@ def _ops_section(results: dict[str, Any]) -> list[str]:
             f"{ops['seed_seconds']:.1f} s). One request at a time.",
             "",
         ]
-        rows = []
-        for name, key in (
-            ("`GET /ops/bank-feeds?limit=100`, page after page", "bank_feeds_page"),
-            ("`GET /ops/customers/{id}/bank-feed`, random customers", "customer_bank_feed"),
-        ):
-            lat = ops[key]["latency_ms"]
-            rows.append(
-                [
-                    name,
-                    str(lat.get("n")),
-                    _ms(lat.get("p50")),
-                    _ms(lat.get("p95")),
-                    _ms(lat.get("p99")),
-                    _ms(lat.get("max")),
-                    _ms(ops[key].get("cpu", {}).get("service_ms_per_request")),
-                    _ms(ops[key].get("cpu", {}).get("postgres_ms_per_request")),
-                    _errors(ops[key]["errors"]),
-                ]
+        rows = [
+            _latency_row(name, ops[key])
+            for name, key in (
+                ("`GET /ops/bank-feeds?limit=100`, page after page", "bank_feeds_page"),
+                ("`GET /ops/customers/{id}/bank-feed`, random customers", "customer_bank_feed"),
             )
+        ]
         out += _table(["request", *LATENCY_COLUMNS], rows)
         out.append("")
     imports = results.get("bulk_import")
@@ -291,24 +279,22 @@ def _console_section(results: dict[str, Any]) -> list[str]:
         "request at a time, as a person at a desk; each page after a short warm-up.",
         "",
     ]
-    rows = []
-    for name, page in console["pages"].items():
-        lat, cpu = page["latency_ms"], page.get("cpu", {})
-        rows.append(
-            [
-                name,
-                str(lat.get("n")),
-                _ms(lat.get("p50")),
-                _ms(lat.get("p95")),
-                _ms(lat.get("p99")),
-                _ms(lat.get("max")),
-                _ms(cpu.get("service_ms_per_request")),
-                _ms(cpu.get("postgres_ms_per_request")),
-                _errors(page["errors"]),
-            ]
-        )
+    rows = [_latency_row(name, page) for name, page in console["pages"].items()]
     out += _table(["page", *LATENCY_COLUMNS], rows)
     return [*out, ""]
+
+
+def _latency_row(name: str, measured: dict[str, Any]) -> list[str]:
+    """A row under LATENCY_COLUMNS."""
+    lat, cpu = measured["latency_ms"], measured.get("cpu", {})
+    return [
+        name,
+        str(lat.get("n")),
+        *(_ms(lat.get(key)) for key in ("p50", "p95", "p99", "max")),
+        _ms(cpu.get("service_ms_per_request")),
+        _ms(cpu.get("postgres_ms_per_request")),
+        _errors(measured["errors"]),
+    ]
 
 
 def _rss_section(results: dict[str, Any]) -> list[str]:

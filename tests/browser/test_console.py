@@ -26,6 +26,7 @@ from tests.browser.console_server import (
     live_service,
     require_browser,
 )
+from tests.browser.link import connect_in_quickbooks
 from tests.conftest import OPS_TOKEN, ROOT, _truncate
 
 pytestmark = pytest.mark.browser
@@ -116,20 +117,7 @@ async def test_an_operator_gets_a_customer_connected(live: LiveService) -> None:
         customer = await page.context.new_page()
         await customer.goto(link)
         await expect(customer).to_have_url(re.compile(r"/sandbox/codat/link/companies/.+otp="))
-        await customer.locator("#continue").click()
-        await customer.locator("#get-credentials").click()
-        username = (await customer.locator("#username").inner_text()).strip()
-        password = (await customer.locator("#password").inner_text()).strip()
-        await customer.locator("#open-quickbooks").click()
-        await customer.locator("#sign-in-username").fill(username)
-        await customer.locator("#sign-in-password").fill(password)
-        await customer.locator("#sign-in").click()
-        checkboxes = customer.locator("#accounts input[type=checkbox]")
-        await expect(checkboxes).to_have_count(2)
-        for index in range(2):
-            await checkboxes.nth(index).check()
-        await customer.locator("#connect").click()
-        await expect(customer.locator("#connected")).to_be_visible()
+        await connect_in_quickbooks(customer, accounts=2)
         await customer.close()
 
         # 5. The console shows the customer connected (Codat's webhooks, no refresh).
