@@ -1,19 +1,18 @@
 """`/console/`: the operations console, pages for the bank's staff in a browser.
 
-Signed in with the ops token (a session cookie, `service.py`); each form that changes something
-carries the session's CSRF token; each action calls the same service as the ops API and lands in
-the audit log. Without an ops token there is no console (404), as there is no ops API.
+Signed in with the ops token (`access.py`: a session cookie, a CSRF token on each form that
+changes something); each action calls the same service as the ops API and lands in the audit log
+(`service.py`). Without an ops token there is no console (404), as there is no ops API.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Annotated, Any, cast, get_args
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, FastAPI, Form
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic_core import PydanticCustomError
 
@@ -28,29 +27,20 @@ from app.bank_feeds.statuses import (
     customer_action_reasons,
 )
 from app.connect.service import ConnectService
-from app.console import extensions, i18n, queries
+from app.console import access, extensions, i18n, queries
+from app.console.access import Checked, SignedIn
 from app.console.chart import bar_chart
-from app.console.service import CSRF_REFUSED, AuditEntry, ConsoleService, SessionCheck
-from app.console.views import (
-    PREFIX,
-    SESSION_COOKIE,
-    SIGN_IN_COOKIE,
-    STATIC_DIR,
-    View,
-    page_language,
-    safe_next,
-)
+from app.console.views import PREFIX, STATIC_DIR, View
 from app.customers.schemas import CustomerOut
 from app.customers.service import CustomerService
-from app.deps import SessionDep, SettingsDep, provided
+from app.deps import SessionDep, provided
 from app.errors import CustomerNotFound, DomainError
 from app.models import ID_PATTERN
-from app.pages import BROWSER_HEADERS
 from app.settings import Settings
+from app.webhooks.inbox import EventStatus
 from app.webhooks.service import WebhookService
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-ConsoleDep = Annotated[ConsoleService, provided(ConsoleService)]
 BankFeedsDep = Annotated[BankFeedService, provided(BankFeedService)]
 CustomersDep = Annotated[CustomerService, provided(CustomerService)]
 ConnectDep = Annotated[ConnectService, provided(ConnectService)]
@@ -59,7 +49,7 @@ WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
 PAGE_SIZE = 50
 RECENT_EVENTS = 10
 CONNECT_LINK_LIFETIME = timedelta(minutes=15)
-EVENT_STATUSES = ("pending", "handled", "ignored", "unmatched", "failed")
+EVENT_STATUSES: tuple[EventStatus, ...] = get_args(EventStatus)
 RETRYABLE = ("failed", "unmatched")
 NOTICES = {"refreshed", "refreshed_nothing", "unlinked", "unlink_none", "purged", "retried"}
 
@@ -68,126 +58,11 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     """The console's pages and files, when an ops token is configured; else nothing at all."""
     if settings.ops_api_token is None or not settings.ops_api_token.get_secret_value():
         return
+    app.include_router(access.router)
     app.include_router(router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    app.add_exception_handler(SignInRequired, _send_to_sign_in)
-    app.add_exception_handler(CsrfRefused, _refuse_form)
-
-
-# --- who is asking ---------------------------------------------------------------------------
-
-
-class SignInRequired(Exception):
-    def __init__(self, check: SessionCheck, path: str) -> None:
-        self.expired = check.expired
-        self.path = path
-
-
-class CsrfRefused(Exception):
-    def __init__(self, view: View) -> None:
-        self.view = view
-
-
-async def signed_in(request: Request, console: ConsoleDep, settings: SettingsDep) -> View:
-    check = await console.check(request.cookies.get(SESSION_COOKIE))
-    if check.session is None:
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(check, path if request.method == "GET" else PREFIX + "/")
-    return View(request, console, settings, check.session, page_language(request))
-
-
-SignedIn = Annotated[View, Depends(signed_in)]
-
-
-async def checked_form(
-    view: SignedIn, csrf: Annotated[str | None, Form(max_length=200)] = None
-) -> View:
-    """A form that changes something: it must carry this session's CSRF token."""
-    assert view.who is not None
-    if not view.console.csrf_ok(view.who, csrf):
-        entry = AuditEntry(view.who.id, CSRF_REFUSED, view.request.url.path)
-        await view.console.record(entry, "refused", remote=view.remote)
-        raise CsrfRefused(view)
-    return view
-
-
-Checked = Annotated[View, Depends(checked_form)]
-
-
-async def _send_to_sign_in(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SignInRequired)
-    params = {"next": exc.path} if exc.path != PREFIX + "/" else {}
-    if exc.expired:
-        params["expired"] = "1"
-    query = f"?{urlencode(params)}" if params else ""
-    return RedirectResponse(f"{PREFIX}/sign-in{query}", 303, headers=BROWSER_HEADERS)
-
-
-async def _refuse_form(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CsrfRefused)
-    view = exc.view
-    return view.render(
-        "message.html", 403, title=view.t["csrf_title"], body=view.t["csrf_body"], back=PREFIX + "/"
-    )
-
-
-# --- signing in and out ----------------------------------------------------------------------
-
-
-@router.get("/sign-in", response_class=HTMLResponse)
-async def sign_in_page(request: Request, console: ConsoleDep, settings: SettingsDep) -> Response:
-    view = View(request, console, settings, None, page_language(request))
-    next_path = safe_next(request.query_params.get("next"))
-    check = await console.check(request.cookies.get(SESSION_COOKIE))
-    if check.session is not None:
-        view.who = check.session
-        return view.redirect(next_path)
-    notice = None
-    if request.query_params.get("expired") or check.expired:
-        notice = view.t["session_expired"]
-    elif request.query_params.get("signed_out"):
-        notice = view.t["signed_out"]
-    return view.sign_in_page(next_path=next_path, notice=notice)
-
-
-@router.post("/sign-in", response_class=HTMLResponse)
-async def sign_in(
-    request: Request,
-    console: ConsoleDep,
-    settings: SettingsDep,
-    token: Annotated[str, Form(max_length=1000)] = "",
-    csrf: Annotated[str | None, Form(max_length=200)] = None,
-    next: Annotated[str | None, Form(max_length=2000)] = None,
-) -> Response:
-    view = View(request, console, settings, None, page_language(request))
-    next_path = safe_next(next)
-    if not console.sign_in_form_ok(request.cookies.get(SIGN_IN_COOKIE), csrf):
-        return view.sign_in_page(403, next_path=next_path, error=view.t["sign_in_form_stale"])
-    result = await console.sign_in(token, view.remote)
-    if result.retry_after is not None:
-        minutes = -(-result.retry_after // 60)
-        return view.sign_in_page(
-            429,
-            next_path=next_path,
-            error=view.t["sign_in_paused"].format(minutes=minutes),
-            headers={"Retry-After": str(result.retry_after)},
-        )
-    if result.session is None:
-        return view.sign_in_page(401, next_path=next_path, error=view.t["sign_in_wrong"])
-    view.who = result.session
-    response = view.redirect(next_path)
-    view.clear_cookie(response, SIGN_IN_COOKIE)
-    return response
-
-
-@router.post("/sign-out")
-async def sign_out(view: Checked) -> Response:
-    assert view.who is not None
-    await view.console.sign_out(view.who, view.remote)
-    view.who = None
-    response = view.redirect(f"{PREFIX}/sign-in?signed_out=1")
-    view.clear_cookie(response, SESSION_COOKIE)
-    return response
+    app.add_exception_handler(access.SignInRequired, access.send_to_sign_in)
+    app.add_exception_handler(access.CsrfRefused, access.refuse_form)
 
 
 # --- overview --------------------------------------------------------------------------------
@@ -484,7 +359,7 @@ async def events(view: SignedIn, webhooks: WebhooksDep) -> Response:
     found = []
     if not wrong:
         found = await webhooks.events(
-            status,  # type: ignore[arg-type]  # checked against EVENT_STATUSES above
+            cast(EventStatus | None, status),  # one of EVENT_STATUSES, checked above
             event_type,
             PAGE_SIZE + 1,
             customer_id=customer_id,
