@@ -3,18 +3,21 @@ the customers who must act, the webhook inbox's health and connections per day."
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds.listing import BankFeedFilters, feed_rows, list_bank_feeds
 from app.bank_feeds.schemas import BankFeedRow
 from app.bank_feeds.statuses import ACCOUNT_STATUSES, CONNECTION_STATUSES
 from app.models import BankFeed, BankFeedConnection, CodatEvent
 
+T = TypeVar("T")
 NEEDING_ACTION_SHOWN = 8
 CHART_DAYS = 30
 
@@ -76,6 +79,18 @@ async def needing_action(session: AsyncSession) -> list[BankFeedRow]:
         summary=False,
     )
     return page.items
+
+
+async def fleet_and_needing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[FleetCounts, list[BankFeedRow]]:
+    """Both aggregations over every account at once, each on its own connection."""
+
+    async def alone(read: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with sessions() as session:
+            return await read(session)
+
+    return await asyncio.gather(alone(fleet_counts), alone(needing_action))
 
 
 async def webhook_health(session: AsyncSession) -> WebhookHealth:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI, Form
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic_core import PydanticCustomError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds.listing import BankFeedFilters, decode_cursor, list_bank_feeds
 from app.bank_feeds.schemas import BankFeedRow, BankFeedStatus
@@ -45,6 +46,7 @@ BankFeedsDep = Annotated[BankFeedService, provided(BankFeedService)]
 CustomersDep = Annotated[CustomerService, provided(CustomerService)]
 ConnectDep = Annotated[ConnectService, provided(ConnectService)]
 WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], provided(async_sessionmaker)]
 
 PAGE_SIZE = 50
 RECENT_EVENTS = 10
@@ -69,9 +71,8 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def overview(view: SignedIn, session: SessionDep) -> Response:
-    counts = await queries.fleet_counts(session)
-    needing = await queries.needing_action(session)
+async def overview(view: SignedIn, session: SessionDep, sessions: SessionsDep) -> Response:
+    counts, needing = await queries.fleet_and_needing(sessions)
     days = queries.chart_days(view.console.now().date())
     daily = await queries.connections_per_day(session, days)
     pushed = await extensions.pushed_transactions_per_day(session, days)
