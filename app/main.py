@@ -16,6 +16,7 @@ from app.codat.client import Transport
 from app.connect.routes import ops_connect_router
 from app.connect.routes import router as connect_router
 from app.connect.routes import status_router as connect_status_router
+from app.console.routes import mount_console
 from app.customers.routes import router as customers_router
 from app.demo.routes import router as demo_router
 from app.demo.seed import register_demo_endpoint, seed_demo_customers
@@ -105,6 +106,7 @@ def create_app(
         app.include_router(metrics_router)
     if settings.sandbox_mode:
         app.include_router(demo_router)
+    mount_console(app, settings)
     _add_health_routes(app)
     if sandbox is not None:
         app.mount(SANDBOX_MOUNT, sandbox)

@@ -1,5 +1,6 @@
 """The tables: customers, their source accounts, bank feeds, Codat's event inbox, and the
-events we send the host app (endpoints, outbox, deliveries)."""
+events we send the host app (endpoints, outbox, deliveries), and the operations console's audit
+log."""
 
 from __future__ import annotations
 
@@ -273,3 +274,23 @@ class CustomerEventState(Base):
     connection_status: Mapped[str | None] = mapped_column(String(16))
     accounts: Mapped[dict[str, str]] = mapped_column(JSONType)  # account id -> status
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ConsoleAuditEntry(Base):
+    """What was done in the operations console: by which session, when, and how it ended."""
+
+    __tablename__ = "console_audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    remote: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_console_audit_log_action_remote_at", "action", "remote", "at"),
+        CheckConstraint("outcome in ('ok', 'failed', 'refused')", name="outcome"),
+    )

@@ -16,6 +16,7 @@ from app.bank_feeds.reconciler import Cadence, Reconciler
 from app.bank_feeds.service import BankFeedService
 from app.codat.client import CodatClient, Transport, in_process
 from app.connect.service import ConnectService
+from app.console.service import ConsoleService
 from app.customers.service import CustomerService
 from app.db import create_engine, session_factory
 from app.demo.inbox import DemoInbox
@@ -46,6 +47,7 @@ class Services:
     bank_feeds: BankFeedService
     webhooks: WebhookService
     events: EventService
+    console: ConsoleService
     inbox_signal: asyncio.Event = field(default_factory=asyncio.Event)
     demo_inbox: DemoInbox = field(default_factory=DemoInbox)  # sandbox mode's demo host app
 
@@ -72,6 +74,7 @@ class Services:
             bank_feeds=BankFeedService(sessions, codat, budget=budget, announce=announce),
             webhooks=WebhookService(sessions, settings.codat_webhook_secret, signal),
             events=EventService(sessions),
+            console=ConsoleService(sessions, settings.ops_api_token),
             inbox_signal=signal,
         )
 

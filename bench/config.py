@@ -30,6 +30,10 @@ class BenchConfig:
     ops_feed_share: float = 0.6
     ops_requests: int = 300
     ops_seconds: float = 15.0
+    # the console's pages over the same database, with a webhook inbox of this size
+    console_requests: int = 200
+    console_seconds: float = 10.0
+    console_events: int = 20_000
     # bulk import through the ops API
     import_accounts: int = 10_000
     import_accounts_per_customer: int = 5
@@ -51,6 +55,8 @@ class BenchConfig:
             level_seconds=2.0,
             ops_customers=1_000,
             ops_requests=50,
+            console_requests=30,
+            console_events=2_000,
             import_accounts=1_000,
             write_docs=False,
         )

@@ -9,6 +9,18 @@ from typing import Any
 
 from bench.targets import Target, sandbox_round_trip_ms, sdk_speedup
 
+# One request measured page after page: its latency and the CPU it cost, per row.
+LATENCY_COLUMNS = [
+    "n",
+    "p50 (ms)",
+    "p95 (ms)",
+    "p99 (ms)",
+    "max (ms)",
+    "service CPU per request (ms)",
+    "Postgres CPU per request (ms)",
+    "errors",
+]
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +97,7 @@ def render_markdown(results: dict[str, Any], targets: list[Target], chart_name: 
     out += _first_connect_section(results)
     out += _returning_section(results)
     out += _ops_section(results)
+    out += _console_section(results)
     out += _rss_section(results)
     out += _method_section(results)
     return "\n".join(out) + "\n"
@@ -224,39 +237,14 @@ def _ops_section(results: dict[str, Any]) -> list[str]:
             f"{ops['seed_seconds']:.1f} s). One request at a time.",
             "",
         ]
-        rows = []
-        for name, key in (
-            ("`GET /ops/bank-feeds?limit=100`, page after page", "bank_feeds_page"),
-            ("`GET /ops/customers/{id}/bank-feed`, random customers", "customer_bank_feed"),
-        ):
-            lat = ops[key]["latency_ms"]
-            rows.append(
-                [
-                    name,
-                    str(lat.get("n")),
-                    _ms(lat.get("p50")),
-                    _ms(lat.get("p95")),
-                    _ms(lat.get("p99")),
-                    _ms(lat.get("max")),
-                    _ms(ops[key].get("cpu", {}).get("service_ms_per_request")),
-                    _ms(ops[key].get("cpu", {}).get("postgres_ms_per_request")),
-                    _errors(ops[key]["errors"]),
-                ]
+        rows = [
+            _latency_row(name, ops[key])
+            for name, key in (
+                ("`GET /ops/bank-feeds?limit=100`, page after page", "bank_feeds_page"),
+                ("`GET /ops/customers/{id}/bank-feed`, random customers", "customer_bank_feed"),
             )
-        out += _table(
-            [
-                "request",
-                "n",
-                "p50 (ms)",
-                "p95 (ms)",
-                "p99 (ms)",
-                "max (ms)",
-                "service CPU per request (ms)",
-                "Postgres CPU per request (ms)",
-                "errors",
-            ],
-            rows,
-        )
+        ]
+        out += _table(["request", *LATENCY_COLUMNS], rows)
         out.append("")
     imports = results.get("bulk_import")
     if imports is None:
@@ -277,6 +265,36 @@ def _ops_section(results: dict[str, Any]) -> list[str]:
         out += _table(["format", "accounts", "customers", "body", "seconds", "accounts/s"], rows)
         out.append("")
     return out
+
+
+def _console_section(results: dict[str, Any]) -> list[str]:
+    out = ["## Operations console", ""]
+    console = results.get("console")
+    if console is None:
+        reason = results.get("skipped", {}).get("console", "not run")
+        return [*out, f"Console pages not measured: {reason}", ""]
+    out += [
+        "Every page of `/console/`, signed in with a session cookie as a browser is, over the "
+        f"same database, with {console['events_seeded']:,} webhook events in the inbox. One "
+        "request at a time, as a person at a desk; each page after a short warm-up.",
+        "",
+    ]
+    rows = [_latency_row(name, page) for name, page in console["pages"].items()]
+    out += _table(["page", *LATENCY_COLUMNS], rows)
+    return [*out, ""]
+
+
+def _latency_row(name: str, measured: dict[str, Any]) -> list[str]:
+    """A row under LATENCY_COLUMNS."""
+    lat, cpu = measured["latency_ms"], measured.get("cpu", {})
+    return [
+        name,
+        str(lat.get("n")),
+        *(_ms(lat.get(key)) for key in ("p50", "p95", "p99", "max")),
+        _ms(cpu.get("service_ms_per_request")),
+        _ms(cpu.get("postgres_ms_per_request")),
+        _errors(measured["errors"]),
+    ]
 
 
 def _rss_section(results: dict[str, Any]) -> list[str]:

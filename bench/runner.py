@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ROOT, BenchConfig, parse_args
+from bench.console import console_pages
 from bench.cpu import machine_busy_seconds
 from bench.journeys import first_connect, returning
 from bench.machine import git_info, machine_info, postgres_version, utc_now
@@ -78,11 +79,13 @@ async def collect(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str,
         try:
             await require_ops_api(stack)
         except OpsApiMissing as exc:
-            skipped["ops_status"] = skipped["bulk_import"] = str(exc)
+            skipped["ops_status"] = skipped["console"] = skipped["bulk_import"] = str(exc)
             clock.phase(f"skipping ops scenarios: {exc}")
         else:
             clock.phase(f"ops status over {config.ops_customers:,} customers")
             results["ops_status"] = await ops_status(stack)
+            clock.phase(f"console pages over {config.ops_customers:,} customers")
+            results["console"] = await console_pages(stack)
             clock.phase(f"bulk import of {config.import_accounts:,} accounts")
             results["bulk_import"] = await bulk_import(stack)
         results["peak_rss_mb"] = {k: p.peak_mb for k, p in stack.rss.peaks.items()}

@@ -13,6 +13,7 @@ RETURNING_P99_CONCURRENCY = "50"
 SDK_SPEEDUP = 5.0
 SDK_SPEEDUP_ACCOUNTS = "10"
 OPS_PAGE_P99_MS = 50.0
+CONSOLE_PAGE_P95_MS = 100.0
 IMPORT_SECONDS = 10.0
 PEAK_RSS_MB = 200.0
 
@@ -56,6 +57,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         _returning_p99_overhead(results),
         _sdk_speedup(results),
         _ops_page(results),
+        _console_pages(results),
         _bulk_import(results),
         _peak_rss(results),
     ]
@@ -170,6 +172,33 @@ def _ops_page(results: dict[str, Any]) -> Target:
             f"{cpu['service_ms_per_request']:.1f} ms of CPU"
         )
     return Target("ops_page_p99", description, limit, _fmt(p99), p99 < OPS_PAGE_P99_MS, detail)
+
+
+def _console_pages(results: dict[str, Any]) -> Target:
+    pages = _get(results, "console", "pages") or {}
+    database = _get(results, "ops_status", "database") or {}
+    description = "Console pages p95, the slowest page"
+    if database:
+        description += (
+            f" ({database['customers']:,} customers, {database['source_accounts']:,} accounts)"
+        )
+    limit = f"< {CONSOLE_PAGE_P95_MS:.0f} ms, no error"
+    p95s = {name: _get(page, "latency_ms", "p95") for name, page in pages.items()}
+    if not p95s or None in p95s.values():
+        return Target("console_p95", description, limit, "n/a", None)
+    slowest = max(p95s, key=lambda name: p95s[name])
+    errors = sum(sum(page["errors"].values()) for page in pages.values())
+    detail = ", ".join(f"{name}: {p95:.1f} ms" for name, p95 in p95s.items())
+    if errors:
+        detail += f"; {errors} failed request(s)"
+    return Target(
+        "console_p95",
+        description,
+        limit,
+        f"{p95s[slowest]:.1f} ms ({slowest})",
+        p95s[slowest] < CONSOLE_PAGE_P95_MS and errors == 0,
+        detail,
+    )
 
 
 def _bulk_import(results: dict[str, Any]) -> Target:

@@ -23,6 +23,7 @@ from app.main import create_app
 from app.models import (
     BankFeed,
     CodatEvent,
+    ConsoleAuditEntry,
     Customer,
     EventDelivery,
     EventEndpoint,
@@ -30,6 +31,7 @@ from app.models import (
     UsedConnectToken,
 )
 from tests.conftest import PUBLIC_BASE, Service, make_settings
+from tests.console.support import csrf_of, sign_in
 from tests.factories import add_account, add_customer
 from tests.ops_api import account_body, customer_with_accounts, with_bank_feed
 from tests.reliability.support import connect_token
@@ -182,6 +184,54 @@ async def redelivery_queued(session: AsyncSession) -> bool:
     return bool(status == "pending")
 
 
+async def audited(session: AsyncSession, action: str) -> bool:
+    entry = select(ConsoleAuditEntry.id).where(ConsoleAuditEntry.action == action).limit(1)
+    return await session.scalar(entry) is not None
+
+
+def console(path: str, **data: str) -> Request:
+    """A console form, posted by the browser that signed in during the setup; `{event_id}` is
+    the stored event's."""
+
+    async def send(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+        client.cookies = service.client.cookies
+        page = await client.get("/console/")  # reading commits nothing
+        async with service.sessions() as session:
+            event_id = await session.scalar(select(CodatEvent.id))
+        target = path.format(event_id=event_id)
+        return await client.post(target, data={"csrf": csrf_of(page.text), **data})
+
+    return send
+
+
+def signed_in(setup: Setup) -> Setup:
+    async def both(service: Service) -> None:
+        await setup(service)
+        assert (await sign_in(service.client)).status_code == 303
+
+    return both
+
+
+async def console_sign_in(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    return await sign_in(client)
+
+
+async def signed_in_stored(session: AsyncSession) -> bool:
+    return await audited(session, "sign_in")
+
+
+async def signed_out(session: AsyncSession) -> bool:
+    return await audited(session, "sign_out")
+
+
+async def link_audited(session: AsyncSession) -> bool:
+    return await audited(session, "connect_link")
+
+
+async def refresh_stored(session: AsyncSession) -> bool:
+    return await refreshed(session) or await audited(session, "refresh")
+
+
 CSV = "customer_id,name,country\ncus-1,Acme Plumbing LLC,US\n"
 ENDPOINT = {"url": "https://bank.test/hooks", "event_types": ["customer.connected"]}
 
@@ -271,6 +321,38 @@ WRITE_ROUTES = [
         redelivery_queued,
     ),
     WriteRoute("POST", "/webhooks/codat", nothing, deliver, event_stored),
+    WriteRoute("POST", "/console/sign-in", nothing, console_sign_in, signed_in_stored),
+    WriteRoute(
+        "POST", "/console/sign-out", signed_in(nothing), console("/console/sign-out"), signed_out
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/refresh",
+        signed_in(with_bank_feed),
+        console("/console/customers/cus-1/refresh"),
+        refresh_stored,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/connect-link",
+        signed_in(a_customer),
+        console("/console/customers/cus-1/connect-link"),
+        link_audited,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/offboard",
+        signed_in(with_bank_feed),
+        console("/console/customers/cus-1/offboard", mode="purge", confirm="cus-1"),
+        customer_deleted,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/events/{event_id}/retry",
+        signed_in(a_handled_event),
+        console("/console/events/{event_id}/retry"),
+        requeued,
+    ),
     WriteRoute("GET", "/connect-bank-feeds", a_customer, click_link, click_stored),
     WriteRoute("POST", "/connect-bank-feeds", a_customer, click_form, click_stored),
 ]

@@ -35,6 +35,7 @@ class BankFeedFilters:
     has_disconnected_accounts: bool | None = None
     needs_customer_action: bool | None = None
     updated_since: datetime | None = None
+    search: str | None = None  # a customer id or its start, or part of a name
 
 
 def encode_cursor(customer_id: str) -> str:
@@ -121,6 +122,13 @@ def _filtered(filters: BankFeedFilters, only: Select[Any] | None = None) -> Sele
 
 
 def _status_filter(query: Select[Any], filters: BankFeedFilters) -> Select[Any]:
+    """The filters on a customer and its feed row (the others need the account counts)."""
+    if filters.search:
+        text = filters.search
+        query = query.where(
+            Customer.id.startswith(text, autoescape=True)
+            | Customer.name.icontains(text, autoescape=True)
+        )
     if filters.connection_status == "none":
         return query.where(BankFeed.connection_status.is_(None))
     if filters.connection_status is not None:
@@ -128,17 +136,33 @@ def _status_filter(query: Select[Any], filters: BankFeedFilters) -> Select[Any]:
     return query
 
 
+def feed_rows(filters: BankFeedFilters) -> Select[Any]:
+    """Every matching customer's row (`BankFeedRow`'s columns), to aggregate over."""
+    return _filtered(filters)
+
+
 async def list_bank_feeds(
-    session: AsyncSession, filters: BankFeedFilters, *, limit: int, after: str | None
+    session: AsyncSession,
+    filters: BankFeedFilters,
+    *,
+    limit: int,
+    after: str | None,
+    summary: bool = True,
 ) -> BankFeedPage:
     """The page of customers after the customer id `after` (a decoded cursor)."""
     # The summary covers every matching customer; it is the same on every page, so only the
     # first page carries it.
-    summary = await _summary(session, _filtered(filters)) if after is None else None
+    matching = _status_filter(
+        select(Customer.id).outerjoin(BankFeed, BankFeed.customer_id == Customer.id), filters
+    )
+    counts = None
+    if summary and after is None:
+        # A search or a status narrows the aggregation to the customers it matches.
+        narrowed = filters.search is not None or filters.connection_status is not None
+        counts = await _summary(session, _filtered(filters, matching if narrowed else None))
     only = None
     if not _needs_counts(filters):
-        only = select(Customer.id).outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
-        only = _status_filter(only, filters)
+        only = matching
         if after is not None:
             only = only.where(Customer.id > after)
         only = only.order_by(Customer.id).limit(limit + 1)
@@ -148,7 +172,7 @@ async def list_bank_feeds(
     rows = (await session.execute(page)).mappings().all()
     items = [_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].customer_id) if len(rows) > limit else None
-    return BankFeedPage(items=items, next_cursor=next_cursor, summary=summary)
+    return BankFeedPage(items=items, next_cursor=next_cursor, summary=counts)
 
 
 def _row(r: Any) -> BankFeedRow:

@@ -167,11 +167,22 @@ async def requeue(session: AsyncSession, event_id: int, now: datetime) -> bool:
 
 
 async def list_events(
-    session: AsyncSession, status: str | None, event_type: str | None, limit: int
+    session: AsyncSession,
+    status: str | None,
+    event_type: str | None,
+    limit: int,
+    *,
+    customer_id: str | None = None,
+    before: int | None = None,
 ) -> list[CodatEvent]:
+    """Newest first; `before` is the id a page starts below."""
     query = select(CodatEvent).order_by(CodatEvent.id.desc()).limit(limit)
     if status is not None:
         query = query.where(CodatEvent.status == status)
     if event_type is not None:
         query = query.where(CodatEvent.event_type == event_type)
+    if customer_id is not None:
+        query = query.where(CodatEvent.customer_id == customer_id)
+    if before is not None:
+        query = query.where(CodatEvent.id < before)
     return list((await session.execute(query)).scalars())

@@ -67,10 +67,18 @@ class WebhookService:
         return stored
 
     async def events(
-        self, status: inbox.EventStatus | None, event_type: str | None, limit: int
+        self,
+        status: inbox.EventStatus | None,
+        event_type: str | None,
+        limit: int,
+        *,
+        customer_id: str | None = None,
+        before: int | None = None,
     ) -> list[CodatEvent]:
         async with self.sessions() as session:
-            return await inbox.list_events(session, status, event_type, limit)
+            return await inbox.list_events(
+                session, status, event_type, limit, customer_id=customer_id, before=before
+            )
 
     async def retry(self, event_id: int) -> None:
         """Handle a settled event again (say, an unmatched one once its customer exists)."""

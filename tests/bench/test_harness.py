@@ -209,3 +209,21 @@ def test_report_says_it_is_generated_and_lists_every_target() -> None:
         assert target.description in text
     assert "**MISSED**" in text
     assert "**not measured**" in text
+
+
+def test_console_target_is_judged_on_the_slowest_page() -> None:
+    def page(p95: float, errors: dict[str, int] | None = None) -> dict[str, Any]:
+        summary = {"n": 200, "mean": p95 / 2, "min": 1.0, "p50": p95 / 2, "p95": p95}
+        return {"latency_ms": {**summary, "p99": p95, "max": p95}, "errors": errors or {}}
+
+    results = _results()
+    assert {t.key: t.met for t in evaluate(results)}["console_p95"] is None
+    results["console"] = {"events_seeded": 100, "pages": {"overview": page(40.0)}}
+    results["console"]["pages"]["customer"] = page(99.0)
+    [target] = [t for t in evaluate(results) if t.key == "console_p95"]
+    assert target.met is True and target.measured == "99.0 ms (customer)"
+    results["console"]["pages"]["audit log"] = page(12.0, {"http 500": 1})
+    [target] = [t for t in evaluate(results) if t.key == "console_p95"]
+    assert target.met is False and "1 failed request(s)" in target.detail
+    text = render_markdown(results, evaluate(results), "latency.png")
+    assert "## Operations console" in text and "| audit log | 200 |" in text

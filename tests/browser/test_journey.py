@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.link import connect_in_quickbooks
 from tests.servers import Process, run_service
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,26 +70,9 @@ async def test_demo_to_connected_in_a_browser(
         await row.get_by_role("button", name="Connect to QuickBooks").click()
         await expect(page).to_have_url(re.compile(r"/sandbox/codat/link/companies/.+/start\?otp="))
         await expect(page.locator("#title")).to_contain_text("QuickBooks Online Bank Feeds")
-        await page.locator("#continue").click()
 
-        # 3. Get credentials shows a one-time username and password.
-        await page.locator("#get-credentials").click()
-        username = (await page.locator("#username").inner_text()).strip()
-        password = (await page.locator("#password").inner_text()).strip()
-        assert username and password
-        await expect(page.locator("#revoke-credentials")).to_be_visible()
-
-        # 4. The QuickBooks simulator: sign in, pick the accounts, connect.
-        await page.locator("#open-quickbooks").click()
-        await page.locator("#sign-in-username").fill(username)
-        await page.locator("#sign-in-password").fill(password)
-        await page.locator("#sign-in").click()
-        checkboxes = page.locator("#accounts input[type=checkbox]")
-        await expect(checkboxes).to_have_count(2)
-        for index in range(2):
-            await checkboxes.nth(index).check()
-        await page.locator("#connect").click()
-        await expect(page.locator("#connected")).to_be_visible()
+        # 3. Get one-time credentials; 4. in the QuickBooks simulator, connect the accounts.
+        await connect_in_quickbooks(page, accounts=2)
         await page.screenshot(path=str(tmp_path / "connected.png"))
 
         # 5. Back at the bank, the demo host app shows the signed event as it arrives.
