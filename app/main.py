@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.codat.client import CodatClient
+from app.codat.client import CodatClient, authorization_header
 from app.connect.routes import ops_router as connect_ops_router
 from app.connect.routes import router as connect_router
 from app.connect.service import ConnectService
@@ -196,7 +195,8 @@ def _secret_values(settings: Settings) -> list[str]:
         if secret is not None:
             values.append(secret.get_secret_value())
     if settings.codat_api_key is not None:
-        values.append(base64.b64encode(settings.codat_api_key.get_secret_value().encode()).decode())
+        header, _ = authorization_header(settings.codat_api_key.get_secret_value())
+        values.append(header.removeprefix("Basic "))
     return values
 
 
