@@ -86,6 +86,8 @@ class SourceAccount(Base):
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sync_error: Mapped[str | None] = mapped_column(Text)
+    # Closed by us (`:close`): Codat's status set to disconnected, for good.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="source_accounts", lazy="raise")
 
@@ -136,6 +138,7 @@ class BankFeed(Base):
     last_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_webhook_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lock_owner: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -196,6 +199,18 @@ class CodatEvent(Base):
             "status in ('pending', 'handled', 'ignored', 'unmatched', 'failed')", name="status"
         ),
     )
+
+
+class CodatQuotaDay(Base):
+    """Codat's daily quota as all replicas see it: background requests spent, last headers."""
+
+    __tablename__ = "codat_quota_days"
+
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)  # UTC, as Codat resets
+    background_used: Mapped[int] = mapped_column(Integer, default=0)
+    daily_limit: Mapped[int | None] = mapped_column(Integer)  # X-Rate-Limit-Limit
+    remaining: Mapped[int | None] = mapped_column(Integer)  # X-Rate-Limit-Remaining
+    remaining_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class UsedConnectToken(Base):

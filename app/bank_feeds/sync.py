@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.bank_feeds import writes
 from app.codat.client import CodatClient
 from app.codat.errors import CodatError
 from app.codat.models import (
+    BatchItem,
     RoutingInfoCreate,
     SourceAccountCreate,
     SourceAccountUpdate,
@@ -100,12 +102,13 @@ async def create_missing(
     missing = [a for a in accounts if not a.is_pushed]
     if not missing:
         return report
-    items = await codat.create_source_accounts(
-        company_id, connection_id, [to_codat(a) for a in missing]
+    items = await writes.create_source_accounts(
+        codat, company_id, connection_id, [to_codat(a) for a in missing]
     )
     report.codat_calls += 1
     by_id = {a.id: a for a in missing}
     now = utcnow()
+    held = await _held_by_codat(codat, company_id, connection_id, items)
     for item in items:
         account = by_id.get(item.source_account_id)
         if account is None:
@@ -114,12 +117,26 @@ async def create_missing(
             mark_pushed(account, now, item.result.account)
             report.created.append(account.id)
         elif item.already_exists:
-            mark_pushed(account, now, None)
+            # Codat's copy, not ours, is what was pushed: a rename made since differs from it
+            # and is PATCHed next.
+            mark_pushed(account, now, held.get(account.id))
             report.already_in_codat.append(account.id)
         else:
             account.sync_error = f"{item.result.status_code}: {item.result.error or 'refused'}"
             report.failed[account.id] = account.sync_error
     return report
+
+
+async def _held_by_codat(
+    codat: CodatClient, company_id: str, connection_id: str, items: Sequence[BatchItem]
+) -> dict[str, CodatSourceAccount]:
+    """What Codat holds of accounts it said it already had (read once, only if needed)."""
+    exists = [i for i in items if i.already_exists]
+    held = {i.source_account_id: i.result.account for i in exists if i.result.account}
+    if len(held) < len(exists):
+        listed = await codat.list_source_accounts(company_id, connection_id)
+        held.update({a.id: a for a in listed})
+    return {k: v for k, v in held.items() if v is not None}
 
 
 async def update_changed(
@@ -129,7 +146,8 @@ async def update_changed(
     accounts: Sequence[SourceAccount],
     report: PushReport,
 ) -> None:
-    """PATCH renamed accounts (and balances of accounts not yet connected), in parallel."""
+    """PATCH renamed accounts (and balances of accounts not yet connected), in parallel: at
+    most 10 at a time for the company, as the client allows."""
     changed = [a for a in accounts if a.needs_rename or a.needs_balance]
     if not changed:
         return
@@ -141,7 +159,7 @@ async def update_changed(
             balance=account.balance if account.needs_balance else None,
         )
         try:
-            seen = await codat.update_source_account(company_id, connection_id, update)
+            seen = await writes.update_source_account(codat, company_id, connection_id, update)
         except CodatError as exc:
             if exc.transient:
                 raise

@@ -194,6 +194,28 @@ async def delete_account(
     return AccountDeleteOut(customer_id=customer_id, account_id=account_id, codat=outcome)
 
 
+@router.post(
+    "/customers/{customer_id}/accounts/{account_id}:close",
+    response_model=AccountOut,
+    responses=_NOT_FOUND | _CONFLICT | _CODAT,
+)
+async def close_account(
+    customer_id: CustomerId,
+    account_id: AccountId,
+    session: SessionDep,
+    codat: CodatDep,
+    settings: SettingsDep,
+) -> AccountOut:
+    """Close the account in the bank feed: Codat marks it disconnected (the only status change
+    Codat allows), and it shows as closed. Closing a closed account changes nothing."""
+    with _ops_errors():
+        account = await service.close_account(
+            session, codat, _budget(settings), customer_id, account_id
+        )
+    await session.commit()
+    return account_out(account)
+
+
 # --- bank feeds -------------------------------------------------------------------------
 
 

@@ -21,13 +21,19 @@ from app.codat.models import AccountType, RoutingType
 from app.ops.codes import COUNTRY_CODES, CURRENCY_CODES
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-# Codat's company-name rule, plus at least one character that is not a space.
-COMPANY_NAME_PATTERN = r"^[A-Za-z0-9\s\-',&@.,?!]*[A-Za-z0-9\-',&@.,?!][A-Za-z0-9\s\-',&@.,?!]*$"
 # Printable text with at least one character that is not a space (no NUL for Postgres).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$"
 CENTS = Decimal("0.01")
-ACCOUNT_STATUSES = ("not_pushed", "pending", "connecting", "connected", "disconnected", "unknown")
+ACCOUNT_STATUSES = (
+    "not_pushed",
+    "pending",
+    "connecting",
+    "connected",
+    "disconnected",
+    "closed",
+    "unknown",
+)
 # The `source_accounts` columns an account body sets (`AccountIn.columns()`).
 ACCOUNT_VALUE_COLUMNS = (
     "account_name",
@@ -41,7 +47,7 @@ ACCOUNT_VALUE_COLUMNS = (
 )
 ConnectionStatusFilter = Literal["PendingAuth", "Linked", "Unlinked", "Deauthorized", "none"]
 AccountStatus = Literal[
-    "not_pushed", "pending", "connecting", "connected", "disconnected", "unknown"
+    "not_pushed", "pending", "connecting", "connected", "disconnected", "closed", "unknown"
 ]
 
 
@@ -109,7 +115,8 @@ class Body(BaseModel):
 
 
 class CustomerIn(Body):
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=COMPANY_NAME_PATTERN)]
+    # Stored as given (accents and all); Codat gets the form its company names accept.
+    name: Annotated[str, _text(200)]
     country: CountryCode
     locale: Literal["en", "fr"] = "en"
 

@@ -9,15 +9,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds import repository as feeds
+from app.bank_feeds import writes
 from app.bank_feeds.sync import apply_codat_account, mark_pushed, to_codat
 from app.codat.client import CodatClient
-from app.codat.errors import CodatConflict, CodatNotFound
-from app.codat.models import DEAUTHORIZED, LINKED, UNLINKED, SourceAccountUpdate
+from app.codat.errors import CodatNotFound
+from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED, SourceAccountUpdate
 from app.connect.service import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
 from app.customers import repository as customers
 from app.db import insert_ignore, utcnow
 from app.models import BankFeed, CodatEvent, Customer, SourceAccount, UsedConnectToken
-from app.ops.errors import Conflict, NotFound, talking_to_codat
+from app.ops.errors import CodatRefused, Conflict, NotFound, talking_to_codat
 from app.ops.schemas import (
     AccountCounts,
     AccountIn,
@@ -82,7 +83,11 @@ async def customer_out(session: AsyncSession, customer_id: str) -> CustomerOut:
     rows = await session.execute(
         select(status, func.count())
         .where(SourceAccount.customer_id == customer_id)
-        .group_by(SourceAccount.pushed_at.is_(None), SourceAccount.codat_status)
+        .group_by(
+            SourceAccount.closed_at.is_not(None),
+            SourceAccount.pushed_at.is_(None),
+            SourceAccount.codat_status,
+        )
     )
     counts = count_statuses([])
     for name, count in rows:
@@ -144,17 +149,27 @@ async def offboard_customer(
 
 
 async def _unlink(codat: CodatClient, budget: float, feed: BankFeed) -> bool:
+    """Revoke the QuickBooks credentials, then end the connection: a Linked one is unlinked,
+    a PendingAuth one (which Codat will not unlink) is deleted. True when one was ended."""
     assert feed.company_id is not None and feed.connection_id is not None
     with talking_to_codat(budget, "unlinking the QuickBooks connection"):
         try:
             connection = await codat.get_connection(feed.company_id, feed.connection_id)
+            await codat.revoke_credentials(feed.company_id, feed.connection_id)
         except CodatNotFound:
             return False  # gone from Codat already: nothing left to unlink
-        unlinked = connection.status == LINKED
-        if unlinked:
+        ended = connection.status in (LINKED, PENDING_AUTH)
+        if connection.status == LINKED:
             connection = await codat.unlink_connection(feed.company_id, feed.connection_id)
-    feeds.set_connection_status(feed, connection.status, utcnow())
-    return unlinked
+            status = connection.status
+        elif ended:
+            with contextlib.suppress(CodatNotFound):
+                await codat.delete_connection(feed.company_id, feed.connection_id)
+            status = UNLINKED  # we severed it: Codat's word for a connection the client ended
+        else:
+            status = connection.status
+    feeds.set_connection_status(feed, status, utcnow())
+    return ended
 
 
 async def _delete_companies(
@@ -255,14 +270,25 @@ async def _create_in_codat(
     source_account = to_codat(account)
     sent = sorted(source_account.model_dump(by_alias=True, exclude_none=True))
     with talking_to_codat(budget, f"adding account {account.id!r} to the bank feed"):
-        try:
-            seen = await codat.create_source_account(company_id, connection_id, source_account)
-        except CodatConflict:
-            # Codat has it already (an earlier answer was lost): adopt it, then align it.
-            listed = await codat.list_source_accounts(company_id, connection_id)
-            existing = next((a for a in listed if a.id == account.id), None)
+        [item] = await writes.create_source_accounts(
+            codat, company_id, connection_id, [source_account]
+        )
+        if item.already_exists:
+            # Codat has it already (an earlier answer was lost): compare what it holds with
+            # ours, then align it, so a rename made since is not lost.
+            existing = item.result.account or next(
+                (
+                    a
+                    for a in await codat.list_source_accounts(company_id, connection_id)
+                    if a.id == account.id
+                ),
+                None,
+            )
             if existing is None:
-                raise
+                raise CodatRefused(
+                    f"Codat says account {account.id!r} already exists but does not list it; "
+                    "nothing was changed."
+                )
             mark_pushed(account, utcnow(), existing)
             patched = await _patch(codat, target, account)
             return CodatWrite(
@@ -271,7 +297,12 @@ async def _create_in_codat(
                 local_only=[],
                 note="Codat already had this account; it now carries our name and balance.",
             )
-    mark_pushed(account, utcnow(), seen)
+        if not item.created:
+            raise CodatRefused(
+                f"Codat refused account {account.id!r} with status {item.result.status_code}: "
+                f"{(item.result.error or 'refused')[:300]}; nothing was changed."
+            )
+    mark_pushed(account, utcnow(), item.result.account)
     return CodatWrite(
         action="created",
         fields=sent,
@@ -313,7 +344,7 @@ async def _patch(codat: CodatClient, target: tuple[str, str], account: SourceAcc
     ]
     if not fields:
         return []
-    seen = await codat.update_source_account(*target, update)
+    seen = await writes.update_source_account(codat, *target, update)
     account.pushed_account_name = account.account_name
     if update.balance is not None:
         account.pushed_balance = account.balance
@@ -339,3 +370,26 @@ async def delete_account(
     await session.delete(account)
     await session.flush()
     return outcome
+
+
+async def close_account(
+    session: AsyncSession, codat: CodatClient, budget: float, customer_id: str, account_id: str
+) -> SourceAccount:
+    """PATCH `status: disconnected` in Codat, then mark the account closed here."""
+    account = await require_account(session, customer_id, account_id)
+    if account.closed_at is not None:
+        return account
+    target = live_connection(await feeds.get_bank_feed(session, customer_id))
+    if target is None or not account.is_pushed:
+        raise Conflict(
+            f"Account {account_id!r} is not in a usable bank feed in Codat, so there is nothing "
+            "to close; delete it instead."
+        )
+    update = SourceAccountUpdate(id=account.id, status="disconnected")
+    with talking_to_codat(budget, f"closing account {account_id!r} in the bank feed"):
+        seen = await writes.update_source_account(codat, *target, update)
+    now = utcnow()
+    apply_codat_account(account, seen, now)
+    account.closed_at = now
+    await session.flush()
+    return account

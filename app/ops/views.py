@@ -30,6 +30,8 @@ _CONNECTION_REASONS = {
 
 
 def account_status(account: SourceAccount) -> str:
+    if account.closed_at is not None:
+        return "closed"
     if account.pushed_at is None:
         return "not_pushed"
     return account.codat_status or "unknown"
@@ -37,6 +39,7 @@ def account_status(account: SourceAccount) -> str:
 
 def account_status_sql() -> ColumnElement[str]:
     return case(
+        (SourceAccount.closed_at.is_not(None), "closed"),
         (SourceAccount.pushed_at.is_(None), "not_pushed"),
         else_=func.coalesce(SourceAccount.codat_status, "unknown"),
     )

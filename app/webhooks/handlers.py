@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.bank_feeds.company_gone import COMPANY_DELETED, forget_company
 from app.bank_feeds.repository import set_connection_status
 from app.bank_feeds.sync import apply_codat_account
 from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED
@@ -25,7 +26,12 @@ from app.db import utcnow
 from app.models import CONNECTION_STATUSES, BankFeed, BankFeedConnection, SourceAccount
 from app.webhooks import rate_limit
 from app.webhooks.inbox import InboxEvent, Outcome
-from app.webhooks.payloads import ConnectionPayload, RateLimitPayload, SourceAccountPayload
+from app.webhooks.payloads import (
+    CompanyPayload,
+    ConnectionPayload,
+    RateLimitPayload,
+    SourceAccountPayload,
+)
 
 log = logging.getLogger("app.webhooks")
 M = TypeVar("M", bound=BaseModel)
@@ -139,7 +145,7 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
             # Codat announces a connection as it creates it, maybe before our click records it.
             raise NotRecordedYet(f"connection {connection.id} is not recorded yet")
         return Outcome("unmatched", feed.customer_id)
-    if status is not None:
+    if status is not None and earlier.status != COMPANY_DELETED:
         earlier.status = status  # a replaced connection: its history row only
     return Outcome("handled", feed.customer_id)
 
@@ -191,6 +197,19 @@ async def handle_source_account_event(session: AsyncSession, event: InboxEvent) 
     return Outcome("handled", feed.customer_id)
 
 
+# --- company.deleted ----------------------------------------------------------------------
+
+
+async def handle_company_deleted(session: AsyncSession, event: InboxEvent) -> Outcome:
+    """The customer's company is gone from Codat: the next click creates everything again."""
+    company = parse_payload(CompanyPayload, event)
+    feed = await find_bank_feed(session, company.id, None)
+    if feed is None:
+        return Outcome("unmatched")
+    await forget_company(session, feed, event.as_of)
+    return Outcome("handled", feed.customer_id)
+
+
 # --- client.rateLimit.* -------------------------------------------------------------------
 
 
@@ -218,6 +237,7 @@ HANDLERS: Mapping[str, Handler] = {
     "connection.deleted": handle_connection_event,
     "bankFeeds.sourceAccount.connected": handle_source_account_event,
     "bankFeeds.sourceAccount.disconnected": handle_source_account_event,
+    "company.deleted": handle_company_deleted,
     "client.rateLimit.reached": handle_rate_limit_reached,
     "client.rateLimit.reset": handle_rate_limit_reset,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from app.codat.models import CodatDateTime, Connection, Lenient, SourceAccount
+from app.codat.models import CodatDateTime, Connection, Lenient, LenientStr, SourceAccount
 
 
 class CompanyReference(Lenient):
@@ -38,3 +38,9 @@ class RateLimitPayload(Lenient):
     daily_quota: int | None = Field(default=None, alias="dailyQuota")
     quota_remaining: int | None = Field(default=None, alias="quotaRemaining")
     expiry_date: CodatDateTime | None = Field(default=None, alias="expiryDate")
+
+
+class CompanyPayload(Lenient):
+    """company.created / company.deleted: Codat's `companyDetails`."""
+
+    id: LenientStr
