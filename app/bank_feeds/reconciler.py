@@ -232,6 +232,7 @@ class Reconciler:
                     result = await refresh_bank_feed(session, self.codat, customer_id)
                 feed = await session.get(BankFeed, customer_id)
                 if feed is not None:
+                    feed.last_refreshed_at = self.clock()  # the cadence runs on our clock
                     settled = result.connection_missing
                     feed.next_reconcile_at = (
                         None if settled else self.cadence.next_reconcile(feed, self.clock())

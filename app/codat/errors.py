@@ -101,9 +101,8 @@ class CodatWriteUnconfirmed(CodatServerError):
 
 
 class CodatUnexpectedResponse(CodatError):
-    """A success whose body lacks what the client needs (or is not JSON at all)."""
-
-    transient = True
+    """A success whose body lacks what the client needs (or is not JSON at all). Asking again
+    at once would get the same answer: not transient."""
 
 
 _BY_STATUS: dict[int, type[CodatAPIError]] = {

@@ -23,6 +23,8 @@ from app.ops.codes import COUNTRY_CODES, CURRENCY_CODES
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 # Printable text with at least one character that is not a space (no NUL for Postgres).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+# A business name in any script, as printable text without markup brackets.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f<>]*[^\s\x00-\x1f\x7f<>][^\x00-\x1f\x7f<>]*$"
 MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$"
 CENTS = Decimal("0.01")
 ACCOUNT_STATUSES = (
@@ -116,7 +118,7 @@ class Body(BaseModel):
 
 class CustomerIn(Body):
     # Stored as given (accents and all); Codat gets the form its company names accept.
-    name: Annotated[str, _text(200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
     country: CountryCode
     locale: Literal["en", "fr"] = "en"
 

@@ -155,7 +155,7 @@ async def test_new_account_is_created_in_codat_with_one_post(service: Service) -
         (
             "POST",
             f"/companies/{codat_connection(service).company_id}/connections/"
-            f"{codat_connection(service).id}/connectionInfo/bankFeedAccounts",
+            f"{codat_connection(service).id}/connectionInfo/bankFeedAccounts/batch",
         )
     ]
     in_codat = codat_connection(service).source_accounts["acc-new"]

@@ -160,7 +160,7 @@ def test_codat_key_refused(database_url: str) -> None:
     transport = httpx.ASGITransport(app=sandbox)
     found = checks(database_url, transport, codat_api_key=SecretStr(REAL_KEY))
     assert failed(found) == {"Codat API key", "Codat integration 'hcws'"}
-    assert "refused the key (401)" in found["Codat API key"].detail
+    assert "refused the key, given as the raw API key (401)" in found["Codat API key"].detail
     assert "Developers > API keys" in (found["Codat API key"].fix or "")
     assert found["Codat integration 'hcws'"].detail == "not checked"
     accepted = checks(database_url, transport, codat_api_key=SecretStr(SANDBOX_API_KEY))
