@@ -45,12 +45,12 @@ class QuotaView:
             return False
         if self.remaining is None:
             return True
-        # What the clicks are still owed today, never less than a small reserve.
-        owed = max(
-            int(self.limit * (1 - share)) - self.clicks_used(),
-            int(self.limit * MIN_CLICK_RESERVE),
-        )
-        return self.remaining - requests >= owed
+        clicks_part = int(self.limit * (1 - share))
+        reserve = int(self.limit * MIN_CLICK_RESERVE)
+        if self.clicks_used() + reserve > clicks_part:
+            return False  # the clicks need more than their part today: they get ours too
+        # What the clicks are still owed today stays untouched.
+        return self.remaining - requests >= clicks_part - self.clicks_used()
 
 
 async def _connected_companies(session: AsyncSession) -> int:

@@ -266,7 +266,9 @@ class CodatClient:
                 if response.status_code not in RETRY_STATUSES:
                     raise error
                 wait = (
-                    min(error.retry_after, RETRY_AFTER_CAP)
+                    # Spread out: every replica's request refused at once must not come back
+                    # at once (Codat counts 10 in flight per company across all of them).
+                    min(error.retry_after, RETRY_AFTER_CAP) + _backoff(attempt)
                     if error.retry_after is not None
                     else _backoff(attempt)
                 )
