@@ -134,6 +134,10 @@ class BankFeed(Base):
     connection_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     company_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     connection_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The Idempotency-Key of the create in flight: a later click sends the same one, so a
+    # create Codat is still working on (or finished, the answer lost) is never made twice.
+    company_request_key: Mapped[str | None] = mapped_column(String(64))
+    connection_request_key: Mapped[str | None] = mapped_column(String(64))
     linked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -35,6 +35,8 @@ async def forget_company(session: AsyncSession, feed: BankFeed, at: datetime) ->
     feed.connection_id = None
     feed.company_requested_at = None
     feed.connection_requested_at = None
+    feed.company_request_key = None
+    feed.connection_request_key = None
     feed.connection_status = None
     feed.connection_status_at = at
     feed.next_reconcile_at = None

@@ -8,10 +8,10 @@ holds now and repeats only what is not there, as a new request with a new key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
-from app.codat.client import CodatClient
+from app.codat.client import CodatClient, new_idempotency_key
 from app.codat.errors import CodatWriteUnconfirmed
 from app.codat.models import (
     BatchItem,
@@ -27,21 +27,32 @@ log = logging.getLogger("app.bank_feeds")
 WRITE_ROUNDS = 3  # a write, then at most two read-backs and repeats
 
 
+KeepKey = Callable[[str], Awaitable[None]]
+
+
 async def create_company(
     codat: CodatClient,
     name: str,
     *,
     tag: tuple[str, str],
     description: str,
+    key: str | None = None,
+    keep_key: KeepKey | None = None,
 ) -> Company:
-    """The company, created once: after a 5xx, one carrying the tag is adopted instead."""
+    """The company, created once. `key` is the Idempotency-Key of an earlier attempt that got
+    no answer: sent again, Codat replays that attempt's answer (or says it is still working).
+    Every new key goes to `keep_key` before it is sent. After a 5xx, a company carrying the
+    tag is adopted; only if there is none is it created again, under a new key."""
     for round_ in range(WRITE_ROUNDS):
         if round_:
             found = await codat.find_companies_by_tag(*tag)
             if found:
                 return min(found, key=lambda c: (c.created is None, c.created, c.id))
+        key = await _fresh(key if not round_ else None, keep_key)
         try:
-            return await codat.create_company(name, tags=dict([tag]), description=description)
+            return await codat.create_company(
+                name, tags=dict([tag]), description=description, idempotency_key=key
+            )
         except CodatWriteUnconfirmed as exc:
             log.warning("creating a Codat company: %s; reading back", type(exc).__name__)
             if round_ == WRITE_ROUNDS - 1:
@@ -49,20 +60,37 @@ async def create_company(
     raise AssertionError("unreachable")
 
 
+async def _fresh(key: str | None, keep_key: KeepKey | None) -> str:
+    if key is not None:
+        return key
+    key = new_idempotency_key()
+    if keep_key is not None:
+        await keep_key(key)
+    return key
+
+
 def adoptable(connections: Sequence[Connection]) -> list[Connection]:
     """Connections a click may take over: QBO bank feeds still pending or linked."""
     return [c for c in connections if c.is_qbo_bank_feed and c.reusable]
 
 
-async def create_connection(codat: CodatClient, company_id: str) -> Connection:
-    """The `hcws` connection, created once: after a 5xx, an existing one is adopted instead."""
+async def create_connection(
+    codat: CodatClient,
+    company_id: str,
+    *,
+    key: str | None = None,
+    keep_key: KeepKey | None = None,
+) -> Connection:
+    """The `hcws` connection, created once (keys as for `create_company`); after a 5xx an
+    existing QBO bank feed is adopted instead."""
     for round_ in range(WRITE_ROUNDS):
         if round_:
             found = adoptable(await codat.list_connections(company_id))
             if found:
                 return min(found, key=lambda c: (c.created is None, c.created, c.id))
+        key = await _fresh(key if not round_ else None, keep_key)
         try:
-            return await codat.create_connection(company_id)
+            return await codat.create_connection(company_id, idempotency_key=key)
         except CodatWriteUnconfirmed as exc:
             log.warning("creating a Codat connection: %s; reading back", type(exc).__name__)
             if round_ == WRITE_ROUNDS - 1:

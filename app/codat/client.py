@@ -104,6 +104,10 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))  # full jitter
 
 
+def new_idempotency_key() -> str:
+    return str(uuid.uuid4())
+
+
 def authorization_header(api_key: str) -> tuple[str, str]:
     """The `Authorization` value for a key as the Portal shows it: raw, or the ready-made
     `Basic <base64>` header. Returns (header, which form was given)."""
@@ -195,6 +199,7 @@ class CodatClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         """One Codat call, retried within the budget.
 
@@ -204,7 +209,7 @@ class CodatClient:
         kept by Codat under its key, so it ends here as `CodatWriteUnconfirmed`.
         """
         write = method in WRITE_METHODS
-        headers = {"Idempotency-Key": str(uuid.uuid4())} if write else {}
+        headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()} if write else {}
         async with self._slots.hold(path):
             return await self._attempts(method, path, json, params, headers, write)
 
@@ -333,9 +338,12 @@ class CodatClient:
         *,
         tags: dict[str, str] | None = None,
         description: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Company:
         body = CompanyCreate(name=name, tags=tags or {}, description=description)
-        return await self._call(Company, "POST", "/companies", json=self._body(body))
+        return await self._call(
+            Company, "POST", "/companies", json=self._body(body), idempotency_key=idempotency_key
+        )
 
     async def list_companies(
         self,
@@ -368,6 +376,8 @@ class CodatClient:
         self,
         company_id: str,
         platform_key: str = PLATFORM_KEY_QBO_BANK_FEEDS,
+        *,
+        idempotency_key: str | None = None,
     ) -> Connection:
         body = ConnectionCreate(platform_key=platform_key)
         return await self._call(
@@ -375,6 +385,7 @@ class CodatClient:
             "POST",
             self._connections(company_id),
             json=self._body(body),
+            idempotency_key=idempotency_key,
         )
 
     async def get_connection(self, company_id: str, connection_id: str) -> Connection:

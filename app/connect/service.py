@@ -146,17 +146,26 @@ class ConnectService:
             if found:
                 company = min(found, key=lambda c: (c.created is None, c.created, c.id))
                 feed.company_id = company.id
+                feed.company_request_key = None
                 await session.commit()
                 return company.id
         feed.company_requested_at = utcnow()
         await session.commit()
+
+        async def keep_key(key: str) -> None:  # stored before it is sent
+            feed.company_request_key = key
+            await session.commit()
+
         company = await writes.create_company(
             self.codat,
             company_name(customer),
             tag=(CUSTOMER_TAG, customer.id),
             description=f"Bank feeds for customer {customer.id}",
+            key=feed.company_request_key,  # an earlier click's create that got no answer
+            keep_key=keep_key,
         )
         feed.company_id = company.id
+        feed.company_request_key = None
         await session.commit()
         return company.id
 
@@ -174,12 +183,22 @@ class ConnectService:
             if adoptable:
                 chosen = min(adoptable, key=lambda c: (c.created is None, c.created, c.id))
                 feeds.record_connection(feed, session, chosen.id, chosen.status, utcnow())
+                feed.connection_request_key = None
                 await session.commit()
                 return chosen
+        retry_key = feed.connection_request_key  # only ever set while a create is unanswered
         feed.connection_requested_at = utcnow()
         await session.commit()
-        created = await writes.create_connection(self.codat, company_id)
+
+        async def keep_key(key: str) -> None:  # stored before it is sent
+            feed.connection_request_key = key
+            await session.commit()
+
+        created = await writes.create_connection(
+            self.codat, company_id, key=retry_key, keep_key=keep_key
+        )
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
+        feed.connection_request_key = None
         await session.commit()
         return created
 

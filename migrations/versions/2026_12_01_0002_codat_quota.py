@@ -1,4 +1,5 @@
-"""Codat's daily quota across replicas; closed accounts; when a webhook last touched a feed.
+"""Codat's daily quota across replicas; closed accounts; when a webhook last touched a feed;
+the Idempotency-Key of a company or connection create still in flight.
 
 Revision ID: 0002
 Revises: 0001
@@ -36,10 +37,16 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("last_webhook_at", app.db.UTCDateTime(timezone=True), nullable=True)
         )
+        batch_op.add_column(sa.Column("company_request_key", sa.String(length=64), nullable=True))
+        batch_op.add_column(
+            sa.Column("connection_request_key", sa.String(length=64), nullable=True)
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("bank_feeds", schema=None) as batch_op:
+        batch_op.drop_column("connection_request_key")
+        batch_op.drop_column("company_request_key")
         batch_op.drop_column("last_webhook_at")
     with op.batch_alter_table("source_accounts", schema=None) as batch_op:
         batch_op.drop_column("closed_at")

@@ -154,14 +154,16 @@ async def test_a_request_still_in_progress_is_waited_on_then_try_again_in_a_mome
         first = await click(service)
         statuses = [c.idempotency for c in service.sandbox.calls]
         faults.configure(FaultConfig())
+        again = await click(service)  # Codat is still working: the same key, not a new one
         await asyncio.gather(*faults.background)
         second = await click(service)
 
         assert first.status_code == 503
         assert "try again" in text(first).lower()
         assert "in_progress" in statuses  # the same key, answered 409 while Codat worked
+        assert again.status_code in (302, 503)
         assert second.status_code == 302
-        assert len(service.sandbox.store.companies) == 1  # the held request's company, adopted
+        assert len(service.sandbox.store.companies) == 1  # the held request's company, once
 
 
 async def test_already_exists_is_compared_and_a_rename_reaches_codat(service: Service) -> None:
@@ -212,3 +214,43 @@ async def test_non_ascii_names_are_stored_as_given_and_sent_as_codat_accepts(
     assert response.status_code == 302
     [company] = service.sandbox.store.companies.values()
     assert company.name == "Boulangerie Belanger"
+
+
+async def test_many_renamed_accounts_stay_within_ten_requests_per_company(
+    service: Service,
+) -> None:
+    await add_customer(service.sessions, accounts=25)
+    assert (await click(service)).status_code == 302
+    async with service.sessions() as session:
+        from app.models import SourceAccount
+
+        for account in await session.scalars(select(SourceAccount)):
+            account.account_name = f"Renamed {account.id}"
+        await session.commit()
+    faults = service.app.state.sandbox_app.state.faults
+    faults.configure(FaultConfig(latency_ms=50))  # so the PATCHes overlap
+    service.sandbox.reset_calls()
+
+    assert (await click(service)).status_code == 302
+
+    patches = [c for c in service.sandbox.calls if c.method == "PATCH"]
+    assert len(patches) == 25 and all(c.status == 200 for c in patches)
+    assert not [c for c in service.sandbox.calls if c.fault == "concurrency"]
+    [connection] = connections(service)
+    assert all(a.account_name.startswith("Renamed") for a in connection.source_accounts.values())
+
+
+def test_only_a_qbo_bank_feed_connection_is_adopted() -> None:
+    from app.bank_feeds.writes import adoptable
+    from app.codat.models import Connection
+
+    def connection(**fields: object) -> Connection:
+        return Connection.model_validate({"id": "c", "status": "PendingAuth", **fields})
+
+    qbo = connection(sourceType="BankFeed", integrationKey="hcws")
+    unkeyed = connection(sourceType="BankFeed")
+    xero = connection(sourceType="BankFeed", integrationKey="gbol")
+    accounting = connection(sourceType="Accounting", integrationKey="hcws")
+    untyped = connection(integrationKey="hcws")
+    unlinked = connection(sourceType="BankFeed", integrationKey="hcws", status="Unlinked")
+    assert adoptable([qbo, unkeyed, xero, accounting, untyped, unlinked]) == [qbo, unkeyed]

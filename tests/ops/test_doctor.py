@@ -165,6 +165,11 @@ def test_codat_key_refused(database_url: str) -> None:
     assert found["Codat integration 'hcws'"].detail == "not checked"
     accepted = checks(database_url, transport, codat_api_key=SecretStr(SANDBOX_API_KEY))
     assert failed(accepted) == set()
+    assert "(given as the raw API key)" in accepted["Codat API key"].detail
+    header = "Basic " + base64.b64encode(SANDBOX_API_KEY.encode()).decode()  # as the Portal shows
+    ready_made = checks(database_url, transport, codat_api_key=SecretStr(header))
+    assert failed(ready_made) == set()
+    assert "(given as the ready-made Basic header)" in ready_made["Codat API key"].detail
 
 
 @pytest.mark.parametrize(
