@@ -115,7 +115,7 @@ class Reconciler:
         self.requests: deque[datetime] = deque()  # Codat requests made, for the budget
         self.failures = 0
         self.resume_at: datetime | None = None  # after Codat failures
-        self.swept_at: datetime | None = None
+        self.swept_at: datetime | None = None  # on the database's clock, as `updated_at` is
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -296,6 +296,7 @@ class Reconciler:
         is only ever brought forward here; a refresh sets the next one.
         """
         now = self.clock()
+        sweep_started = utcnow()  # `updated_at` is written on this clock, whatever `self.clock`
         changed = 0
         condition: ColumnElement[bool]
         if self.swept_at is None:
@@ -335,5 +336,5 @@ class Reconciler:
             if len(rows) < SWEEP_BATCH:
                 break
             after = rows[-1].customer_id
-        self.swept_at = now
+        self.swept_at = sweep_started
         return changed

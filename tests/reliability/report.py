@@ -61,17 +61,18 @@ PROOFS: list[tuple[str, str, str]] = [
         "another customer; no redirect to a host outside CODAT_LINK_HOSTS.",
     ),
     (
-        "quota",
-        "7. A day on Codat's daily quota",
-        "1,000 customers click Connect in one simulated day, 30% abandon the Link page, webhooks "
-        "do not arrive: the reconciler's requests stay within their 25% share (counted in the "
-        "database), no click gets a 429 for quota, and every abandoned customer reconnects.",
-    ),
-    (
         "outage",
         "6. Codat down for a long time",
         "While Codat answers 503 the service stays up, reads answer from the database, the "
         "reconciler backs off without a busy loop, and it recovers by itself.",
+    ),
+    (
+        "quota",
+        "7. A day on Codat's daily quota",
+        "1,000 customers click Connect in one simulated day on a tight daily quota, 30% abandon "
+        "the Link page, webhooks do not arrive: the reconciler's requests stay within their 25% "
+        "share (counted in the database), no click gets a 429 for quota, and every abandoned "
+        "customer reconnects.",
     ),
 ]
 

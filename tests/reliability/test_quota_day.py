@@ -2,8 +2,9 @@
 
 Every customer clicks Connect; 30% abandon the Link page (their feed stays PendingAuth), the
 rest link in QuickBooks. Webhooks do not reach the service, so the reconciler polls. The day
-runs on the sandbox's movable clock, shared with the reconciler. Background requests stay in
-their share, no click is refused for quota, and every abandoned customer can still connect.
+runs on the sandbox's movable clock, shared with the reconciler, on a daily quota tight enough
+(6,000) that polling alone would spend it. Background requests stay in their share, no click is
+refused for quota, and every abandoned customer can still connect.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from app.bank_feeds.reconciler import Reconciler
 from app.models import BankFeed, CodatQuotaDay
+from app.sandbox.faults import FaultConfig
 from tests.conftest import _truncate, start_service
 from tests.factories import add_customer
 from tests.reliability.conftest import Record
@@ -24,6 +26,7 @@ from tests.reliability.support import click
 CUSTOMERS = 1000
 ABANDON_EVERY = 10  # customers n % 10 < 3: 30%
 SHARE = 0.25
+DAILY_QUOTA = 6000  # clicks need about 3,300; polling every feed would want far more
 STEP = timedelta(minutes=5)
 
 
@@ -37,6 +40,7 @@ async def test_a_day_of_1000_customers_stays_within_codats_quota(
     ):
         sandbox = service.sandbox
         faults = service.app.state.sandbox_app.state.faults
+        faults.configure(FaultConfig(daily_quota=DAILY_QUOTA))
         # Start the day at 00:00 UTC on the sandbox's clock: one quota day, start to end.
         now = sandbox.clock.now()
         sandbox.clock.advance(
@@ -56,6 +60,7 @@ async def test_a_day_of_1000_customers_stays_within_codats_quota(
         abandoned = [c for n, c in enumerate(ids) if n % ABANDON_EVERY < 3]
 
         refused: list[int] = []
+        out_of_quota = False
         for start in range(0, CUSTOMERS, 50):  # customers arrive through the morning
             batch = ids[start : start + 50]
             responses = await asyncio.gather(*(click(service.client, c) for c in batch))
@@ -64,12 +69,12 @@ async def test_a_day_of_1000_customers_stays_within_codats_quota(
                 if customer_id not in abandoned:
                     _link(sandbox, customer_id)
             sandbox.clock.advance(timedelta(minutes=1))
-            await reconciler.run_once()
+            out_of_quota |= (await reconciler.run_once()).out_of_quota
 
         end = sandbox.clock.now().replace(hour=23, minute=55)
         rounds = 0
         while sandbox.clock.now() < end and rounds < 400:
-            await reconciler.run_once()
+            out_of_quota |= (await reconciler.run_once()).out_of_quota
             sandbox.clock.advance(STEP)
             rounds += 1
         day_calls = [c for c in sandbox.calls if c.at.date() == end.date()]
@@ -96,9 +101,10 @@ async def test_a_day_of_1000_customers_stays_within_codats_quota(
         variant="one simulated day",
     )
     assert refused == [] and quota_refusals == []
-    assert reconciler.background_requests > 0  # it did poll, within its share
+    assert limit == DAILY_QUOTA == quota_row.daily_limit  # read from X-Rate-Limit-Limit
     assert quota_row.background_used == reconciler.background_requests
-    assert reconciler.background_requests <= int(quota_row.daily_limit or limit) * SHARE
+    assert reconciler.background_requests <= DAILY_QUOTA * SHARE
+    assert out_of_quota  # polling wanted more than its share and was held to it
     assert all(r.status_code == 302 for r in retries)  # every abandoned customer reconnects
     assert all(feeds[c].connection_status == "PendingAuth" for c in abandoned)
 
