@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-fast test-reliability lint typecheck check bench install clean
+.PHONY: run test test-fast test-reliability test-container lint typecheck check bench install clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,6 +34,12 @@ test-fast: install
 ## Only the slow reliability proofs (fault storm, crashes, replicas, outage)
 test-reliability: install
 	$(RUN) pytest -q -m slow tests/reliability $(PYTEST_ARGS)
+
+## Build the image and run docker-compose.yml for real, then check the running containers.
+## Installs Docker with apt and starts its own engine when none answers (root); see
+## docs/deployment.md. Needs Postgres on 127.0.0.1:5432 and about 5 GB of disk.
+test-container: install
+	$(RUN) python -m tests.container.check
 
 lint: install
 	$(RUN) ruff check app tests bench migrations

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from app.customers.cli import register_import
 from app.doctor import register as register_doctor
-from app.ops.cli import register_import
 from app.settings import ConfigurationError, load_settings
-from app.webhooks.cli import register as register_worker
+from app.worker import register as register_worker
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -57,43 +57,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from datetime import timedelta
+    from app.sandbox.cli import main as sandbox_main  # the sandbox is imported only to run it
 
-    from app.sandbox import SandboxConfig
-    from app.sandbox.faults import FaultConfig
-    from app.sandbox.server import run_sandbox
-
-    public_url = args.public_url or f"http://{args.host}:{args.port}"
-    try:
-        faults = FaultConfig(
-            status_rates=dict(args.error_rate),
-            timeout_rate=args.timeout_rate,
-            timeout_seconds=args.timeout_seconds,
-            drop_rate=args.drop_rate,
-            lost_response_rate=args.lost_response_rate,
-            latency_ms=args.latency_ms,
-            jitter_ms=args.jitter_ms,
-            methods=tuple(args.fault_method),
-            routes=tuple(args.fault_route),
-            concurrency_limit=args.concurrency_limit,
-            daily_quota=args.daily_quota,
-            retry_after_seconds=args.retry_after,
-            seed=args.fault_seed,
-        )
-    except ValueError as exc:
-        print(f"bankfeeds sandbox: {exc}", file=sys.stderr)
-        return 2
-    config = SandboxConfig(
-        api_key=args.api_key,
-        public_url=public_url,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
-        disconnect_delay=timedelta(seconds=args.disconnect_delay),
-        faults=faults,
-    )
-    print(f"Codat sandbox on {public_url} (API key: as given with --api-key)", file=sys.stderr)
-    run_sandbox(args.host, args.port, config)
-    return 0
+    return sandbox_main(args.extra, prog="bankfeeds sandbox")
 
 
 def cmd_mint_token(args: argparse.Namespace) -> int:
@@ -130,16 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--down", action="store_true", help="downgrade to REVISION")
     migrate.set_defaults(func=cmd_migrate)
 
-    sandbox = sub.add_parser("sandbox", help="run the Codat sandbox as its own server")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8100)
-    sandbox.add_argument("--api-key", default="sandbox-api-key")
-    sandbox.add_argument("--public-url", default=None)
-    sandbox.add_argument("--webhook-url", default=None)
-    sandbox.add_argument("--webhook-secret", default=None)
-    sandbox.add_argument("--disconnect-delay", type=float, default=20.0)
-    _add_fault_arguments(sandbox)
-    sandbox.set_defaults(func=cmd_sandbox)
+    # Its options are the sandbox's own (`app.sandbox.cli`): `bankfeeds sandbox --help`.
+    sandbox = sub.add_parser(
+        "sandbox", help="run the Codat sandbox as its own server", add_help=False
+    )
+    sandbox.set_defaults(func=cmd_sandbox, takes_extra=True)
 
     mint = sub.add_parser("mint-token", help="print a connect URL for a customer")
     mint.add_argument("customer_id")
@@ -151,47 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _extra_commands():
         register(sub)
     return parser
-
-
-def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
-    """Codat's failure modes for `bankfeeds sandbox` (app.sandbox.faults.FaultConfig)."""
-    faults = sandbox.add_argument_group("faults (Codat's failure modes; none unless asked for)")
-    faults.add_argument("--latency-ms", type=float, default=0.0, help="added to each API call")
-    faults.add_argument("--jitter-ms", type=float, default=0.0, help="plus 0 to this, at random")
-    faults.add_argument(
-        "--error-rate", type=_status_rate, action="append", default=[], metavar="STATUS=P",
-        help="answer STATUS (429, 500, 503, ...) with probability P; repeatable",
-    )  # fmt: skip
-    faults.add_argument("--timeout-rate", type=float, default=0.0, help="held, never answered")
-    faults.add_argument("--timeout-seconds", type=float, default=30.0, help="how long held")
-    faults.add_argument("--drop-rate", type=float, default=0.0, help="closed, nothing done")
-    faults.add_argument(
-        "--lost-response-rate", type=float, default=0.0, help="done, then closed unanswered"
-    )
-    faults.add_argument("--fault-method", action="append", default=[], metavar="METHOD")
-    faults.add_argument(
-        "--fault-route", action="append", default=[], metavar="PATTERN",
-        help="route template or path glob the faults apply to; repeatable (default: all)",
-    )  # fmt: skip
-    faults.add_argument(
-        "--concurrency-limit", type=int, default=10, help="per company; Codat's is 10"
-    )
-    faults.add_argument(
-        "--daily-quota",
-        type=int,
-        default=None,
-        help="then 429 until 00:00 UTC; default Codat's 1000 x (1 + connected companies)",
-    )
-    faults.add_argument("--retry-after", type=int, default=1, help="seconds, on a fault 429")
-    faults.add_argument("--fault-seed", type=int, default=None)
-
-
-def _status_rate(text: str) -> tuple[int, float]:
-    status, _, rate = text.partition("=")
-    try:
-        return int(status), float(rate)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not STATUS=PROBABILITY") from None
 
 
 def _extra_commands() -> list[
@@ -207,7 +127,10 @@ def _extra_commands() -> list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return int(args.func(args))
     except ConfigurationError as exc:

@@ -1,55 +1,78 @@
-"""FastAPI dependencies shared by the routes: settings, sessions, Codat, ops auth."""
+"""Typed dependencies: what a route may ask for. Only this module reads `app.state`.
+
+The long-lived objects are built once in `app/services.py`; a route names the one it needs by
+type (`Annotated[CustomerService, provided(CustomerService)]`). "ops" is an audience, not a
+domain: `ops_router` gives a package its `/ops` prefix, a tag and the bearer-token check.
+"""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.codat.client import CodatClient
-from app.db import session_scope
+from app.errors import DomainError, NotFound, Unauthorized, json_error
+from app.models import ID_PATTERN
 from app.settings import Settings
 
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+T = TypeVar("T")
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessions):
+def provided(kind: type[T]) -> Any:
+    """A dependency on the process's one `kind` (its services, settings or Codat client)."""
+
+    def dependency(request: Request) -> T:
+        found: T = request.app.state.services.provide(kind)
+        return found
+
+    return Depends(dependency)
+
+
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for reading; closed, never committed, before the response (writes go through
+    a service method, which commits its own unit of work)."""
+    async with request.app.state.services.sessions() as session:
         yield session
 
 
-def get_codat(request: Request) -> CodatClient:
-    return request.app.state.codat
+SettingsDep = Annotated[Settings, provided(Settings)]
+SessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The host app's customer id.")]
+AccountId = Annotated[str, Path(pattern=ID_PATTERN, description="Our id of the bank account.")]
 
 
-def ops_access_refused(settings: Settings, authorization: str) -> HTTPException | None:
+# --- ops: the bearer token ---------------------------------------------------------------
+
+
+def ops_access_refused(settings: Settings, authorization: str) -> DomainError | None:
     """Bearer OPS_API_TOKEN, compared in constant time; /ops/ does not exist without one."""
     if settings.ops_api_token is None or not settings.ops_api_token.get_secret_value():
-        return HTTPException(status_code=404, detail="Not Found")
+        return NotFound("Not Found")
     scheme, _, supplied = authorization.partition(" ")
     expected = settings.ops_api_token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), expected):
-        return HTTPException(
-            status_code=401,
-            detail="A valid ops bearer token is required.",
-            headers={"WWW-Authenticate": "Bearer"},
+        return Unauthorized(
+            "A valid ops bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
         )
     return None
 
 
-def require_ops_token(request: Request) -> None:
-    refused = ops_access_refused(
-        request.app.state.settings, request.headers.get("authorization", "")
-    )
+def require_ops_token(request: Request, settings: SettingsDep) -> None:
+    refused = ops_access_refused(settings, request.headers.get("authorization", ""))
     if refused is not None:
         raise refused
+
+
+OpsAuth = Depends(require_ops_token)
+
+
+def ops_router(tag: str, **options: Any) -> APIRouter:
+    """A router under `/ops`, for ops staff holding the bearer token."""
+    return APIRouter(prefix="/ops", tags=[tag], dependencies=[OpsAuth], **options)
 
 
 class OpsGate:
@@ -65,15 +88,6 @@ class OpsGate:
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             refused = ops_access_refused(self.settings, authorization)
             if refused is not None:
-                response = JSONResponse(
-                    {"detail": refused.detail}, refused.status_code, headers=refused.headers
-                )
-                await response(scope, receive, send)
+                await json_error(refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-CodatDep = Annotated[CodatClient, Depends(get_codat)]
-OpsAuth = Depends(require_ops_token)

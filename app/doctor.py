@@ -5,26 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from app.codat.client import CodatClient, retry_budget
+from app.codat.client import CodatClient, Transport, retry_budget
 from app.codat.errors import CodatError, CodatNotFound, CodatUnauthorized
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS
-from app.settings import (
-    SANDBOX_API_KEY,
-    SANDBOX_MOUNT,
-    AppEnv,
-    Settings,
-    is_placeholder,
-    load_settings,
-)
+from app.services import build_sandbox, open_codat
+from app.settings import AppEnv, Settings, is_placeholder, load_settings
 
 CALLOUT_TITLE_MAX = 50
 CALLOUT_BODY_MAX = 150
@@ -63,7 +53,7 @@ class Check:
 
 
 async def run_checks(
-    settings: Settings, *, codat_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings, *, codat_transport: Transport | None = None
 ) -> list[Check]:
     """Every check, in the order they print. Never includes a secret's value."""
     checks = [_secret(settings, name, fix) for name, fix in SECRETS]
@@ -183,45 +173,7 @@ async def _database(settings: Settings) -> Check:
 # --- Codat --------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def _codat_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None
-) -> AsyncIterator[CodatClient]:
-    sandbox_app = None
-    base_url = settings.codat_url
-    if settings.sandbox_mode and transport is None:
-        sandbox_app = _sandbox_app(settings)
-        transport = httpx.ASGITransport(app=sandbox_app)
-        base_url = "http://codat-sandbox.internal"
-    client = CodatClient(
-        base_url, settings.codat_key, timeout=settings.codat_timeout_seconds, transport=transport
-    )
-    try:
-        yield client
-    finally:
-        await client.aclose()
-        if sandbox_app is not None:
-            await sandbox_app.state.sandbox.aclose()
-
-
-def _sandbox_app(settings: Settings) -> Any:
-    """An in-process sandbox, as the service mounts it; ValueError if the settings could not
-    exist at Codat. It sends no webhooks: the doctor changes nothing."""
-    from app.sandbox import SandboxConfig, create_sandbox_app
-
-    return create_sandbox_app(
-        SandboxConfig(
-            api_key=SANDBOX_API_KEY,
-            public_url=settings.public_base_url + SANDBOX_MOUNT,
-            callout_title_en=settings.link_callout_title_en,
-            callout_body_en=settings.link_callout_body_en,
-            callout_title_fr=settings.link_callout_title_fr,
-            callout_body_fr=settings.link_callout_body_fr,
-        )
-    )
-
-
-async def _codat(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Check]:
+async def _codat(settings: Settings, transport: Transport | None) -> list[Check]:
     where = "the built-in sandbox" if settings.sandbox_mode else settings.codat_base_url
     key_name = "Codat API key" + (
         " (sandbox mode: no CODAT_API_KEY)" if settings.sandbox_mode else ""
@@ -229,7 +181,14 @@ async def _codat(settings: Settings, transport: httpx.AsyncBaseTransport | None)
     integration_name = f"Codat integration {PLATFORM_KEY_QBO_BANK_FEEDS!r}"
     key_fix = "set CODAT_API_KEY to a key from the Codat Portal (Developers > API keys)"
     try:
-        async with _codat_client(settings, transport) as codat:
+        # In sandbox mode, a sandbox of this process's own, sending no webhooks: the doctor
+        # changes nothing. ValueError if the settings could not exist at Codat.
+        sandbox = (
+            build_sandbox(settings, webhooks=False)
+            if settings.sandbox_mode and transport is None
+            else None
+        )
+        async with open_codat(settings, sandbox=sandbox, transport=transport) as codat:
             with retry_budget(CODAT_BUDGET_SECONDS):
                 key = await _codat_key(codat, key_name, where, key_fix)
                 if not key.ok:

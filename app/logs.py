@@ -6,7 +6,20 @@ import logging
 import re
 from collections.abc import Iterable
 
+from app.codat.client import authorization_header
+from app.settings import SANDBOX_API_KEY, Settings
+
 _LINK = re.compile(r"(otp=)[^&\s\"']+|(/start\?)[^\s\"']+", re.IGNORECASE)
+
+
+def redaction_list(settings: Settings) -> list[str]:
+    """Every value no log line or stored error may show: the secrets, the sandbox's key, and
+    the Codat key as its Authorization header carries it (base64), however it was given."""
+    values = [SANDBOX_API_KEY, *settings.secret_values()]
+    if settings.codat_api_key is not None:
+        header, _ = authorization_header(settings.codat_api_key.get_secret_value())
+        values.append(header.removeprefix("Basic "))
+    return values
 
 
 class RedactingFilter(logging.Filter):
@@ -34,9 +47,8 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> RedactingFilter:
+def configure_logging(redactor: RedactingFilter, level: int = logging.INFO) -> None:
     """Install the redacting filter on the root handlers (and any added later by uvicorn)."""
-    redactor = RedactingFilter(secrets)
     root = logging.getLogger()
     if not root.handlers:
         handler: logging.Handler = logging.StreamHandler()
@@ -44,6 +56,8 @@ def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> Reda
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # our client logs each Codat call
+    # Its debug lines carry SQL parameters, and endpoint signing secrets are among them.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "app"):
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, RedactingFilter)]:
@@ -53,4 +67,3 @@ def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> Reda
             for old in [f for f in existing.filters if isinstance(f, RedactingFilter)]:
                 existing.removeFilter(old)
             existing.addFilter(redactor)
-    return redactor

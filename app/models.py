@@ -1,4 +1,5 @@
-"""The tables: customers, their source accounts, bank feeds, and Codat's event inbox."""
+"""The tables: customers, their source accounts, bank feeds, Codat's event inbox, and the
+events we send the host app (endpoints, outbox, deliveries)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, Money, UTCDateTime, utcnow
 
-CONNECTION_STATUSES = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
-ACCOUNT_STATUSES = ("pending", "connecting", "connected", "disconnected", "unknown")
-ACCOUNT_TYPES = ("checking", "savings", "loan", "creditCard", "prepaidCard")
+# Our ids of customers and accounts: what the host app may use, within the 64-character columns.
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
 class Customer(Base):
@@ -101,23 +101,6 @@ class SourceAccount(Base):
     @property
     def is_pushed(self) -> bool:
         return self.pushed_at is not None
-
-    @property
-    def needs_rename(self) -> bool:
-        return self.is_pushed and self.pushed_account_name != self.account_name
-
-    @property
-    def needs_balance(self) -> bool:
-        return (
-            self.is_pushed
-            and self.codat_status != "connected"
-            and self.pushed_balance is not None
-            and self.pushed_balance != self.balance
-        )
-
-    @property
-    def in_sync(self) -> bool:
-        return self.is_pushed and not self.needs_rename and not self.needs_balance
 
 
 class BankFeed(Base):
@@ -235,4 +218,77 @@ class ServiceState(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class EventEndpoint(Base):
+    """A host app's URL for our events, the types it wants, and its signing secrets."""
+
+    __tablename__ = "event_endpoints"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(JSONType)
+    secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the old secret still signs, until `previous_secret_expires_at`.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class OutboundEvent(Base):
+    """The outbox: an event for the host app, stored in the transaction of the change."""
+
+    __tablename__ = "outbound_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON sent, so every attempt is alike
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EventDelivery(Base):
+    """One event to one endpoint: attempts, with backoff, until delivered or out of time."""
+
+    __tablename__ = "event_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbound_events.id", ondelete="CASCADE"))
+    endpoint_name: Mapped[str] = mapped_column(
+        ForeignKey("event_endpoints.name", ondelete="CASCADE")
+    )
+    customer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deliver_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_name"),
+        Index("ix_event_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_event_deliveries_queue", "endpoint_name", "customer_id", "status"),
+        CheckConstraint("status in ('pending', 'delivered', 'failed')", name="status"),
+    )
+
+
+class CustomerEventState(Base):
+    """What the host app was last told of a customer; its row lock orders their events."""
+
+    __tablename__ = "customer_event_states"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    connection_id: Mapped[str | None] = mapped_column(String(64))
+    connection_status: Mapped[str | None] = mapped_column(String(16))
+    accounts: Mapped[dict[str, str]] = mapped_column(JSONType)  # account id -> status
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

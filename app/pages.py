@@ -126,23 +126,24 @@ def pick_language(request: Request, preferred: str | None = None) -> str:
     return "en"
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    settings = request.app.state.settings
+def render(
+    template: str, status_code: int = 200, *, sandbox_mode: bool, **context: Any
+) -> HTMLResponse:
     html = _env.get_template(template).render(
-        sandbox_mode=settings.sandbox_mode, lang=context.pop("lang", "en"), **context
+        sandbox_mode=sandbox_mode, lang=context.pop("lang", "en"), **context
     )
     return HTMLResponse(html, status_code=status_code, headers=BROWSER_HEADERS)
 
 
-def message_page(request: Request, key: str, status_code: int, lang: str) -> HTMLResponse:
+def message_page(key: str, status_code: int, lang: str, *, sandbox_mode: bool) -> HTMLResponse:
     messages = MESSAGES[key]
     other = "fr" if lang == "en" else "en"
     title, body = messages[lang]
     other_title, other_body = messages[other]
     return render(
-        request,
         "message.html",
         status_code,
+        sandbox_mode=sandbox_mode,
         lang=lang,
         title=title,
         body=body,

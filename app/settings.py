@@ -18,6 +18,8 @@ SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_MOUNT = "/sandbox/codat"
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "replace-me", "xxx", "example")
 DEV_SECRETS_FILE = Path("var/dev-secrets.json")
+# The settings that are secrets: required in production, never shown (`app.logs`).
+SECRET_SETTINGS = ("codat_api_key", "connect_token_secret", "ops_api_token", "codat_webhook_secret")
 
 
 class AppEnv(StrEnum):
@@ -74,7 +76,14 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
-    sandbox_disconnect_delay_seconds: float = 20.0
+    sandbox_disconnect_delay_seconds: float | None = None  # None: the sandbox's own default
+
+    # Events for the host app: how often to look for due deliveries, how long to wait for an
+    # endpoint's answer, and the backoff between attempts (within 24 hours).
+    event_poll_seconds: float = Field(default=1.0, gt=0)
+    event_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    event_retry_base_seconds: float = Field(default=5.0, gt=0)
+    event_retry_max_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("codat_link_hosts", mode="before")
     @classmethod
@@ -87,10 +96,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "codat_api_key",
-        "connect_token_secret",
-        "ops_api_token",
-        "codat_webhook_secret",
+        *SECRET_SETTINGS,
         "link_callout_title_en",
         "link_callout_body_en",
         "link_callout_title_fr",
@@ -147,12 +153,7 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "APP_ENV=production needs a Postgres DATABASE_URL: refusing to run on SQLite"
             )
-        for name in (
-            "codat_api_key",
-            "connect_token_secret",
-            "ops_api_token",
-            "codat_webhook_secret",
-        ):
+        for name in SECRET_SETTINGS:
             value: SecretStr | None = getattr(self, name)
             if value is None or not value.get_secret_value().strip():
                 raise ConfigurationError(f"APP_ENV=production needs {name.upper()}: it is not set")
@@ -161,14 +162,20 @@ class Settings(BaseSettings):
                     f"APP_ENV=production needs {name.upper()}: it is still a placeholder"
                 )
 
+    def secret_values(self) -> list[str]:
+        """The values of the secrets that are set."""
+        secrets = (getattr(self, name) for name in SECRET_SETTINGS)
+        return [s.get_secret_value() for s in secrets if s is not None]
+
     def with_dev_secrets(self) -> Settings:
         """In development, fill missing secrets from `var/dev-secrets.json` (made on first run)."""
         if self.app_env is AppEnv.production:
             return self
         missing = [
             n
-            for n in ("connect_token_secret", "ops_api_token", "codat_webhook_secret")
-            if getattr(self, n) is None
+            for n in SECRET_SETTINGS
+            # Never a made-up Codat key: without one, the sandbox stands in for Codat.
+            if n != "codat_api_key" and getattr(self, n) is None
         ]
         if not missing:
             return self

@@ -7,7 +7,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import Base, create_engine, session_factory
 from app.main import create_app
 from app.migrate import upgrade
+from app.services import Services
 from app.settings import Settings
+from tests.transports import WatchedCodat
 
 ROOT = Path(__file__).resolve().parents[1]
 OAS_DIR = ROOT.parent / "shared" / "codat" / "oas"
@@ -177,8 +179,12 @@ class Service:
         return self.app.state.sandbox_app.state.sandbox
 
     @property
+    def services(self) -> Services:
+        return self.app.state.services  # type: ignore[no-any-return]
+
+    @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
-        return self.app.state.sessions  # type: ignore[no-any-return]
+        return self.services.sessions
 
     def codat_calls(self, method: str | None = None) -> list[Any]:
         return [c for c in self.sandbox.calls if method is None or c.method == method]
@@ -220,3 +226,33 @@ async def service(database_url: str) -> AsyncIterator[Service]:
     await _truncate(database_url)
     async for svc in start_service(database_url):
         yield svc
+
+
+@dataclass
+class FaultyService:
+    service: Service
+    codat: WatchedCodat
+
+    def fail(
+        self,
+        status: int | None = None,
+        lose_response_for: Callable[[httpx.Request], bool] | None = None,
+    ) -> None:
+        """From now on Codat fails; requests give up retrying after a short budget."""
+        self.codat.down_status = status
+        self.codat.lose_response_for = lose_response_for
+        for service in (self.service.services.customers, self.service.services.bank_feeds):
+            service.budget = 0.4
+
+    def recover(self) -> None:
+        self.codat.down_status = self.codat.lose_response_for = None
+
+
+@pytest.fixture
+async def faulty(database_url: str) -> AsyncIterator[FaultyService]:
+    """The service with a Codat that can be made to fail (`fail`, `recover`)."""
+    await _truncate(database_url)
+    codat = WatchedCodat()
+    async for svc in start_service(database_url, codat_transport=codat):
+        codat.sandbox = svc.app.state.sandbox_app
+        yield FaultyService(svc, codat)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -58,3 +58,17 @@ class FaultyCodat(httpx.AsyncBaseTransport):
                 headers={"content-type": "application/json"},
             )
         return response
+
+
+class WatchedCodat(FaultyCodat):
+    """A FaultyCodat that can also run a step while Codat is handling a write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_write: Callable[[httpx.Request], Awaitable[None]] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.during_write is not None and request.method in ("POST", "PATCH", "DELETE"):
+            step, self.during_write = self.during_write, None
+            await step(request)
+        return await super().handle_async_request(request)

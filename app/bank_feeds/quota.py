@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bank_feeds.statuses import LINKED
 from app.codat.client import RateLimitSeen
-from app.codat.models import LINKED
 from app.db import insert_ignore
 from app.models import BankFeed, CodatQuotaDay
 

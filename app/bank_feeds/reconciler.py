@@ -1,12 +1,12 @@
-"""The polling fallback for missed webhooks: refresh bank feeds that are not settled.
+"""The polling fallback for missed webhooks: refresh bank feeds whose state can still move.
 
 A feed is due when `next_reconcile_at` has passed. `PendingAuth` feeds are refreshed with a
 backoff after a click (15 s, 15 s, 30 s, 1 min, ... up to `pending_window`), `Linked` ones
-rarely, others not at all, and none that no click or webhook has touched for a week. While
-webhooks are healthy nothing is polled. The reconciler stays within its share of Codat's daily
-quota (counted in the database across replicas) and a request budget per minute, holds the
-customer's lease while it refreshes, pauses while Codat's rate limit is in force, and backs off
-when Codat fails.
+rarely, others not at all (only a click moves them), and none that no click or webhook has
+touched for a week. While webhooks are healthy nothing is polled. The reconciler stays within
+its share of Codat's daily quota (counted in the database across replicas) and a request budget
+per minute, holds the customer's lease while it refreshes, pauses while Codat's rate limit is in
+force, and backs off when Codat fails.
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bank_feeds import quota
+from app.bank_feeds import quota, rate_limit
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.refresh import refresh_bank_feed
+from app.bank_feeds.statuses import LINKED, PENDING_AUTH, Announce
 from app.bank_feeds.webhook_health import webhooks_healthy
 from app.codat.client import CodatClient, retry_budget
 from app.codat.errors import CodatError, CodatRateLimited
-from app.codat.models import LINKED, PENDING_AUTH
 from app.db import utcnow
 from app.models import BankFeed
-from app.webhooks import rate_limit
 
 log = logging.getLogger("app.reconciler")
 
@@ -54,7 +53,7 @@ class Cadence:
     untouched_after: timedelta = timedelta(days=7)  # then no more polling until touched
 
     def next_reconcile(self, feed: BankFeed, now: datetime) -> datetime | None:
-        """When the feed should next be read from Codat; None when it is settled."""
+        """When the feed should next be read from Codat; None when only a click can move it."""
         if feed.connection_id is None:
             return None
         anchor = max(
@@ -92,6 +91,7 @@ class Reconciler:
         sessions: async_sessionmaker[AsyncSession],
         codat: CodatClient,
         *,
+        announce: Announce,
         cadence: Cadence | None = None,
         budget_per_minute: int = 60,
         interval_seconds: float = 30.0,
@@ -102,6 +102,7 @@ class Reconciler:
     ) -> None:
         self.sessions = sessions
         self.codat = codat
+        self.announce = announce  # the host app's events, stored with what a refresh changed
         self.cadence = cadence or Cadence()
         self.budget_per_minute = budget_per_minute
         self.interval = timedelta(seconds=interval_seconds)
@@ -229,13 +230,16 @@ class Reconciler:
         try:
             async with self.sessions() as session:
                 with retry_budget(self.retry_budget_seconds):
-                    result = await refresh_bank_feed(session, self.codat, customer_id)
+                    result = await refresh_bank_feed(
+                        session, self.codat, customer_id, announce=self.announce
+                    )
                 feed = await session.get(BankFeed, customer_id)
                 if feed is not None:
                     feed.last_refreshed_at = self.clock()  # the cadence runs on our clock
-                    settled = result.connection_missing
                     feed.next_reconcile_at = (
-                        None if settled else self.cadence.next_reconcile(feed, self.clock())
+                        None
+                        if result.connection_missing  # only a click can make a new one
+                        else self.cadence.next_reconcile(feed, self.clock())
                     )
                 await session.commit()
         except CodatRateLimited as exc:
@@ -292,7 +296,7 @@ class Reconciler:
     async def schedule(self) -> int:
         """Give feeds that changed since the last sweep (a click, a webhook) their next time.
 
-        The first sweep of a process also takes every unsettled feed with no time yet. A time
+        The first sweep of a process also takes every feed that can move with no time yet. A time
         is only ever brought forward here; a refresh sets the next one.
         """
         now = self.clock()

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds import repository as feeds
+from app.bank_feeds.statuses import DEAUTHORIZED, Announce
 from app.bank_feeds.sync import apply_codat_account, forget_push
 from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
-from app.customers.repository import list_source_accounts
 from app.db import utcnow
 
 
@@ -24,9 +24,10 @@ class RefreshResult:
 
 
 async def refresh_bank_feed(
-    session: AsyncSession, codat: CodatClient, customer_id: str
+    session: AsyncSession, codat: CodatClient, customer_id: str, *, announce: Announce
 ) -> RefreshResult:
-    """The connection and its source accounts, read in parallel, stored in `session`.
+    """The connection and its source accounts, read in parallel, stored in `session` with
+    the events they mean for the host app.
 
     The caller commits. A feed with no connection yet is left as it is.
     """
@@ -42,8 +43,9 @@ async def refresh_bank_feed(
     now = utcnow()
     if isinstance(connection, CodatNotFound):
         # The connection is gone from Codat: the next click starts a new one.
-        feed.connection_status = "Deauthorized"
+        feed.connection_status = DEAUTHORIZED
         feed.last_refreshed_at = now
+        await announce(session, customer_id)
         return RefreshResult(True, feed.connection_status, [], connection_missing=True)
     if isinstance(connection, BaseException):
         raise connection
@@ -52,7 +54,7 @@ async def refresh_bank_feed(
     feeds.set_connection_status(feed, connection.status, now)
     by_id = {a.id: a for a in seen_accounts}
     changed = []
-    for account in await list_source_accounts(session, customer_id):
+    for account in await feeds.list_source_accounts(session, customer_id):
         seen = by_id.get(account.id)
         if seen is None:
             if account.is_pushed:  # Codat no longer has it: it must be pushed again
@@ -62,4 +64,5 @@ async def refresh_bank_feed(
         if apply_codat_account(account, seen, now):
             changed.append(account.id)
     feed.last_refreshed_at = now
+    await announce(session, customer_id)
     return RefreshResult(True, feed.connection_status, changed)

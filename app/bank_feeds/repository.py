@@ -1,4 +1,5 @@
-"""Queries on bank feeds: the row per customer, its lease, and the connection history."""
+"""Queries on bank feeds: the row per customer, its lease, its connection history, and the
+source accounts it carries."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.bank_feeds.statuses import LINKED
 from app.db import insert_ignore, utcnow
 from app.models import BankFeed, BankFeedConnection, Customer, SourceAccount
 
@@ -18,6 +20,60 @@ async def get_bank_feed(session: AsyncSession, customer_id: str) -> BankFeed | N
         select(BankFeed)
         .where(BankFeed.customer_id == customer_id)
         .options(selectinload(BankFeed.connections))
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_bank_feed(
+    session: AsyncSession, company_id: str | None, connection_id: str | None
+) -> BankFeed | None:
+    """The feed by Codat company, else by any connection it ever had; row-locked on Postgres."""
+    customer_id: str | None = None
+    if company_id:
+        customer_id = (
+            await session.execute(
+                select(BankFeed.customer_id).where(BankFeed.company_id == company_id)
+            )
+        ).scalar_one_or_none()
+    if customer_id is None and connection_id:
+        customer_id = (
+            await session.execute(
+                select(BankFeedConnection.customer_id).where(
+                    BankFeedConnection.connection_id == connection_id
+                )
+            )
+        ).scalar_one_or_none()
+    if customer_id is None:
+        return None
+    result = await session.execute(
+        select(BankFeed)
+        .where(BankFeed.customer_id == customer_id)
+        .options(selectinload(BankFeed.connections))
+        .with_for_update(of=BankFeed)
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def list_source_accounts(session: AsyncSession, customer_id: str) -> list[SourceAccount]:
+    result = await session.execute(
+        select(SourceAccount)
+        .where(SourceAccount.customer_id == customer_id)
+        .order_by(SourceAccount.id)
+    )
+    return list(result.scalars())
+
+
+async def get_customer_with_accounts(session: AsyncSession, customer_id: str) -> Customer | None:
+    """The customer, their accounts and their bank feed with its history: what a click writes."""
+    result = await session.execute(
+        select(Customer)
+        .where(Customer.id == customer_id)
+        .options(
+            selectinload(Customer.source_accounts),
+            selectinload(Customer.bank_feed).selectinload(BankFeed.connections),
+        )
         .execution_options(populate_existing=True)
     )
     return result.scalar_one_or_none()
@@ -120,7 +176,7 @@ def set_connection_status(feed: BankFeed, status: str, at: datetime) -> bool:
     changed = feed.connection_status != status
     feed.connection_status = status
     feed.connection_status_at = at
-    if status == "Linked" and feed.linked_at is None:
+    if status == LINKED and feed.linked_at is None:
         feed.linked_at = at
     for entry in feed.connections:
         if entry.connection_id == feed.connection_id:

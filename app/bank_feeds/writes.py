@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
+from app.bank_feeds.statuses import REUSABLE_CONNECTION_STATUSES
 from app.codat.client import CodatClient, new_idempotency_key
 from app.codat.errors import CodatWriteUnconfirmed
 from app.codat.models import (
@@ -71,7 +72,9 @@ async def _fresh(key: str | None, keep_key: KeepKey | None) -> str:
 
 def adoptable(connections: Sequence[Connection]) -> list[Connection]:
     """Connections a click may take over: QBO bank feeds still pending or linked."""
-    return [c for c in connections if c.is_qbo_bank_feed and c.reusable]
+    return [
+        c for c in connections if c.is_qbo_bank_feed and c.status in REUSABLE_CONNECTION_STATUSES
+    ]
 
 
 async def create_connection(
@@ -113,7 +116,7 @@ async def create_source_accounts(
             held = {a.id: a for a in await codat.list_source_accounts(company_id, connection_id)}
             for account in list(missing):
                 if account.id in held:
-                    results[account.id] = already_exists(held[account.id])
+                    results[account.id] = BatchItem.already_held(held[account.id])
                     missing.remove(account)
             if not missing:
                 break
@@ -127,14 +130,6 @@ async def create_source_accounts(
         results.update({item.source_account_id: item for item in items})
         break
     return [results[a.id] for a in accounts if a.id in results]
-
-
-def already_exists(held: SourceAccount) -> BatchItem:
-    item = BatchItem.model_validate(
-        {"sourceAccountId": held.id, "result": {"statusCode": 409, "error": "already exists"}}
-    )
-    item.result.account = held
-    return item
 
 
 def holds_update(held: SourceAccount, update: SourceAccountUpdate) -> bool:

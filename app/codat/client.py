@@ -11,7 +11,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from app.codat.errors import (
     CodatConflict,
@@ -52,6 +52,8 @@ from app.codat.models import (
 
 log = logging.getLogger("app.codat")
 M = TypeVar("M")
+# How the client reaches Codat: the network by default, or another transport (tests, sandbox).
+Transport = httpx.AsyncBaseTransport
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 WRITE_METHODS = frozenset({"POST", "PATCH"})  # the ones Codat's idempotency covers
@@ -169,8 +171,7 @@ class CodatClient:
         *,
         timeout: float = 10.0,
         max_connections: int = 50,
-        transport: httpx.AsyncBaseTransport | None = None,
-        on_rate_limited: Callable[[float | None], Awaitable[None]] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         auth, self.key_form = authorization_header(api_key)
         self._http = httpx.AsyncClient(
@@ -183,7 +184,6 @@ class CodatClient:
             transport=transport,
             follow_redirects=False,
         )
-        self._on_rate_limited = on_rate_limited
         self._slots = _CompanySlots(CONCURRENT_REQUESTS_PER_COMPANY)
         self.rate_limit: RateLimitSeen | None = None
 
@@ -264,8 +264,6 @@ class CodatClient:
                     log.info("codat %s %s: still being processed; waiting", method, path)
                     await asyncio.sleep(wait)
                     continue
-                if response.status_code == 429 and self._on_rate_limited is not None:
-                    await self._on_rate_limited(error.retry_after)
                 if isinstance(error, CodatWriteUnconfirmed):
                     raise error  # replayed as it is under this key: the caller reads back
                 if response.status_code not in RETRY_STATUSES:
@@ -326,10 +324,6 @@ class CodatClient:
         response = await self._request(method, path, **kwargs)
         return _read(model, method, path, response)
 
-    @staticmethod
-    def _body(model: BaseModel) -> dict[str, Any]:
-        return wire(model)
-
     # --- companies -----------------------------------------------------------------------
 
     async def create_company(
@@ -342,7 +336,7 @@ class CodatClient:
     ) -> Company:
         body = CompanyCreate(name=name, tags=tags or {}, description=description)
         return await self._call(
-            Company, "POST", "/companies", json=self._body(body), idempotency_key=idempotency_key
+            Company, "POST", "/companies", json=wire(body), idempotency_key=idempotency_key
         )
 
     async def list_companies(
@@ -384,7 +378,7 @@ class CodatClient:
             Connection,
             "POST",
             self._connections(company_id),
-            json=self._body(body),
+            json=wire(body),
             idempotency_key=idempotency_key,
         )
 
@@ -410,7 +404,7 @@ class CodatClient:
     async def unlink_connection(self, company_id: str, connection_id: str) -> Connection:
         path = f"{self._connections(company_id)}/{_seg(connection_id)}"
         body = ConnectionStatusUpdate(status="Unlinked")
-        return await self._call(Connection, "PATCH", path, json=self._body(body))
+        return await self._call(Connection, "PATCH", path, json=wire(body))
 
     async def delete_connection(self, company_id: str, connection_id: str) -> None:
         await self._request("DELETE", f"{self._connections(company_id)}/{_seg(connection_id)}")
@@ -445,7 +439,7 @@ class CodatClient:
     ) -> list[BatchItem]:
         """Batch create: one call whatever the count. 201, 207 and 409 all answer per account."""
         path = self._accounts(company_id, connection_id) + "/batch"
-        body = [self._body(a) for a in accounts]
+        body = [wire(a) for a in accounts]
         try:
             response = await self._request("POST", path, json=body)
         except CodatConflict as exc:
@@ -476,7 +470,7 @@ class CodatClient:
         update: SourceAccountUpdate,
     ) -> SourceAccount:
         path = f"{self._accounts(company_id, connection_id)}/{_seg(update.id)}"
-        return await self._call(SourceAccount, "PATCH", path, json=self._body(update))
+        return await self._call(SourceAccount, "PATCH", path, json=wire(update))
 
     async def delete_source_account(
         self,
@@ -496,6 +490,11 @@ class CodatClient:
 
     async def get_integration(self, platform_key: str = PLATFORM_KEY_QBO_BANK_FEEDS) -> Integration:
         return await self._call(Integration, "GET", f"/integrations/{_seg(platform_key)}")
+
+
+def in_process(app: Any) -> Transport:
+    """A transport to an ASGI app in this process (the built-in sandbox): HTTP, but no socket."""
+    return httpx.ASGITransport(app=app)
 
 
 def _seg(value: str) -> str:

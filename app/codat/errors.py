@@ -24,6 +24,12 @@ class CodatError(Exception):
         self.body = body
         self.retry_after = retry_after
 
+    @property
+    def reason(self) -> str | None:
+        """Codat's own words for the failure (the `error` of its answer), if it gave any."""
+        said = self.body.get("error") if isinstance(self.body, dict) else None
+        return str(said)[:300] if said else None
+
     def __str__(self) -> str:
         parts = [self.message]
         if self.status is not None:

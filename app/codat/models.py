@@ -13,8 +13,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 T = TypeVar("T")
 PLATFORM_KEY_QBO_BANK_FEEDS = "hcws"
 BANK_FEED_SOURCE_TYPE = "BankFeed"
-PENDING_AUTH, LINKED, UNLINKED, DEAUTHORIZED = "PendingAuth", "Linked", "Unlinked", "Deauthorized"
-REUSABLE_CONNECTION_STATUSES = frozenset({PENDING_AUTH, LINKED})
 AccountType = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
 RoutingType = Literal[
     "rtn",
@@ -117,7 +115,7 @@ class Strict(BaseModel):
 
 class Connection(Lenient):
     id: LenientStr
-    # PendingAuth, Linked, Unlinked, Deauthorized, or one Codat adds later
+    # app.bank_feeds.statuses, or one Codat adds later
     status: Annotated[str, BeforeValidator(lambda v: _str_or_none(v) or "Unknown")] = "Unknown"
     link_url: OptionalStr = Field(default=None, alias="linkUrl")
     integration_key: OptionalStr = Field(default=None, alias="integrationKey")
@@ -125,10 +123,6 @@ class Connection(Lenient):
     source_type: OptionalStr = Field(default=None, alias="sourceType")
     created: CodatDateTime = None
     last_sync: CodatDateTime = Field(default=None, alias="lastSync")
-
-    @property
-    def reusable(self) -> bool:
-        return self.status in REUSABLE_CONNECTION_STATUSES
 
     @property
     def is_qbo_bank_feed(self) -> bool:
@@ -173,7 +167,7 @@ class SourceAccount(Lenient):
     )
     currency: OptionalStr = None
     balance: OptionalDecimal = None
-    status: OptionalStr = None  # pending, connecting, connected, disconnected, unknown
+    status: OptionalStr = None  # app.bank_feeds.statuses, or one Codat adds later
     feed_start_date: CodatDate = Field(default=None, alias="feedStartDate")
     modified_date: CodatDateTime = Field(default=None, alias="modifiedDate")
 
@@ -199,6 +193,15 @@ class BatchItem(Lenient):
     @property
     def already_exists(self) -> bool:
         return self.result.status_code == 409
+
+    @classmethod
+    def already_held(cls, held: SourceAccount) -> BatchItem:
+        """The answer Codat gives for an account it already holds, with its copy to compare."""
+        item = cls.model_validate(
+            {"sourceAccountId": held.id, "result": {"statusCode": 409, "error": "already exists"}}
+        )
+        item.result.account = held
+        return item
 
 
 class Integration(Lenient):

@@ -1,96 +1,92 @@
-"""`/connect-bank-feeds`: the host app's Connect to QuickBooks button lands here."""
+"""`/connect-bank-feeds`: the host app's Connect to QuickBooks button lands here, and the
+host app's page reads the customer's connection status with the button's token."""
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime, timedelta
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 
-from app.codat.errors import CodatError
-from app.connect.service import CodatUnavailable, ConnectRefused, ConnectService, UnsafeLinkUrl
-from app.connect.tokens import (
-    ConnectClaims,
-    InvalidConnectToken,
-    connect_url,
-    mint_connect_token,
-    verify_connect_token,
-)
-from app.customers.repository import get_customer
-from app.db import utcnow
-from app.deps import OpsAuth, SessionDep, SettingsDep
-from app.models import UsedConnectToken
-from app.pages import BROWSER_HEADERS, message_page, pick_language
+from app.connect.service import ConnectService
+from app.deps import ops_router, provided
+from app.errors import DomainError, ErrorOut, Unauthorized
+from app.events.service import EventService
+from app.events.status import ConnectionStatus
+from app.pages import BROWSER_HEADERS
 
-log = logging.getLogger("app.connect")
 router = APIRouter(include_in_schema=False)
-ops_router = APIRouter(prefix="/ops", tags=["connect"], dependencies=[OpsAuth])
+status_router = APIRouter(tags=["host app"])
+ops_connect_router = ops_router("connect")
+ConnectDep = Annotated[ConnectService, provided(ConnectService)]
+EventsDep = Annotated[EventService, provided(EventService)]
+# The host app's page may read the status from its own origin; nothing may keep it.
+STATUS_HEADERS = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
 
 
 @router.get("/connect-bank-feeds")
-async def connect_by_link(request: Request, token: str | None = None) -> Response:
-    return await _connect(request, token, status_code=302)
+async def connect_by_link(
+    request: Request, connect: ConnectDep, token: str | None = None
+) -> Response:
+    return await _connect(request, connect, token, status_code=302)
 
 
 @router.post("/connect-bank-feeds")
 async def connect_by_form(
-    request: Request, token: Annotated[str | None, Form(max_length=4096)] = None
+    request: Request,
+    connect: ConnectDep,
+    token: Annotated[str | None, Form(max_length=4096)] = None,
 ) -> Response:
-    return await _connect(request, token, status_code=303)
+    return await _connect(request, connect, token, status_code=303)
 
 
-async def _connect(request: Request, token: str | None, status_code: int) -> Response:
-    settings = request.app.state.settings
+async def _connect(
+    request: Request, connect: ConnectService, token: str | None, status_code: int
+) -> Response:
     if request.headers.get("authorization"):
         # The browser route never accepts the ops token (or any other credential).
-        return message_page(request, "token_invalid", 401, pick_language(request))
-    try:
-        claims = verify_connect_token(settings.connect_token_secret.get_secret_value(), token)
-    except InvalidConnectToken as exc:
-        log.info("connect token refused: %s", exc)
-        return message_page(request, "token_invalid", 401, pick_language(request))
-    lang = pick_language(request, claims.lang)
-    if claims.jti is not None and not await _spend(request, claims):
-        log.info("connect token replayed for customer %s", claims.customer_id)
-        return message_page(request, "token_invalid", 401, lang)
-    service: ConnectService = request.app.state.connect_service
-    try:
-        link_url = await service.connect(claims.customer_id)
-    except ConnectRefused as exc:
-        return message_page(request, exc.reason, exc.status_code, lang)
-    except (CodatUnavailable, UnsafeLinkUrl) as exc:
-        log.warning("connect for customer %s failed: %s", claims.customer_id, type(exc).__name__)
-        key = "codat_unavailable" if isinstance(exc, CodatUnavailable) else "codat_failed"
-        return message_page(request, key, 503 if key == "codat_unavailable" else 502, lang)
-    except CodatError as exc:
-        log.warning("connect for customer %s: Codat %s", claims.customer_id, exc)
-        if exc.transient:
-            return message_page(request, "codat_unavailable", 503, lang)
-        return message_page(request, "codat_failed", 502, lang)
+        raise Unauthorized("The connect page takes no Authorization header.")
+    claims = connect.verify(token)
+    request.state.lang = claims.lang  # every page of this click speaks the token's language
+    link_url = await connect.click(claims)
     return RedirectResponse(link_url, status_code=status_code, headers=BROWSER_HEADERS)
 
 
-async def _spend(request: Request, claims: ConnectClaims) -> bool:
-    """Record the token's jti; False if it was already used."""
-    assert claims.jti is not None
-    async with request.app.state.sessions() as session:
-        session.add(
-            UsedConnectToken(
-                jti=claims.jti,
-                customer_id=claims.customer_id,
-                expires_at=claims.expires_at,
-                used_at=utcnow(),
-            )
-        )
-        try:
-            await session.commit()
-        except IntegrityError:
-            return False
-    return True
+@status_router.get(
+    "/connect-bank-feeds/status",
+    response_model=ConnectionStatus,
+    responses={
+        401: {"model": ErrorOut, "description": "The connect token is not valid."},
+        404: {"model": ErrorOut, "description": "No such customer."},
+    },
+)
+async def connection_status(
+    connect: ConnectDep,
+    events: EventsDep,
+    response: Response,
+    token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> ConnectionStatus:
+    """The customer's connection status, for the host app's page: the same signed connect
+    token as the button, which this call does not use up (its `jti` stays unspent)."""
+    with _status_headers():
+        claims = connect.verify(token)
+        status = await events.connection_status(claims.customer_id)
+    response.headers.update(STATUS_HEADERS)
+    return status
+
+
+@contextlib.contextmanager
+def _status_headers() -> Iterator[None]:
+    """A refusal carries the status headers too, so the host app's page can read it."""
+    try:
+        yield
+    except DomainError as exc:
+        exc.headers = {**(exc.headers or {}), **STATUS_HEADERS}
+        raise
 
 
 class ConnectUrlRequest(BaseModel):
@@ -103,31 +99,17 @@ class ConnectUrlResponse(BaseModel):
     expires_at: datetime
 
 
-@ops_router.post(
+@ops_connect_router.post(
     "/customers/{customer_id}/connect-url",
     response_model=ConnectUrlResponse,
     responses={404: {"description": "No such customer"}},
 )
 async def create_connect_url(
-    customer_id: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    body: ConnectUrlRequest | None = None,
+    customer_id: str, connect: ConnectDep, body: ConnectUrlRequest | None = None
 ) -> ConnectUrlResponse:
     """A single-use connect URL for the customer, valid for up to 15 minutes."""
-    if await get_customer(session, customer_id) is None:
-        raise HTTPException(status_code=404, detail=f"Customer {customer_id!r} not found.")
     body = body or ConnectUrlRequest()
-    now = datetime.now(UTC).replace(microsecond=0)
-    lifetime = timedelta(seconds=body.lifetime_seconds)
-    assert settings.connect_token_secret is not None
-    token = mint_connect_token(
-        settings.connect_token_secret.get_secret_value(),
-        customer_id,
-        lang=body.lang,
-        lifetime=lifetime,
-        now=now,
+    url, expires_at = await connect.connect_url(
+        customer_id, lang=body.lang, lifetime=timedelta(seconds=body.lifetime_seconds)
     )
-    return ConnectUrlResponse(
-        url=connect_url(settings.public_base_url, token), expires_at=now + lifetime
-    )
+    return ConnectUrlResponse(url=url, expires_at=expires_at)

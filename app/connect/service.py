@@ -10,44 +10,45 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import repository as feeds
 from app.bank_feeds import writes
 from app.bank_feeds.company_gone import forget_company
-from app.bank_feeds.sync import create_missing, forget_push, update_changed
-from app.codat.client import CodatClient, retry_budget
-from app.codat.errors import CodatError, CodatNotFound
+from app.bank_feeds.statuses import REUSABLE_CONNECTION_STATUSES
+from app.bank_feeds.sync import create_missing, forget_push, in_sync, update_changed
+from app.codat.client import CodatClient
+from app.codat.errors import CodatNotFound
 from app.codat.models import Connection, company_name_for_codat
-from app.customers.repository import get_customer_with_accounts
+from app.connect.tokens import (
+    ConnectClaims,
+    InvalidConnectToken,
+    connect_url,
+    mint_connect_token,
+    verify_connect_token,
+)
+from app.customers.rules import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
 from app.db import utcnow
-from app.models import BankFeed, Customer, SourceAccount
+from app.errors import (
+    Busy,
+    CodatRefused,
+    Conflict,
+    CustomerNotFound,
+    Forbidden,
+    Unauthorized,
+    talking_to_codat,
+)
+from app.events.outbox import announce
+from app.models import BankFeed, Customer, SourceAccount, UsedConnectToken
 
 log = logging.getLogger("app.connect")
 
-CONNECTABLE_COUNTRIES = frozenset({"US", "CA"})
-CUSTOMER_TAG = "bankfeedsCustomerId"
 LEASE_WAIT_SECONDS = 12.0
-
-
-class ConnectRefused(Exception):
-    """The click cannot go ahead; `reason` names the page to show."""
-
-    def __init__(self, reason: str, status_code: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status_code = status_code
-
-
-class CodatUnavailable(Exception):
-    """Codat did not answer in time; nothing half-done is left, the next click resumes."""
-
-
-class UnsafeLinkUrl(Exception):
-    """Codat returned a link to a host we do not redirect to."""
 
 
 def company_name(customer: Customer) -> str:
@@ -56,50 +57,113 @@ def company_name(customer: Customer) -> str:
 
 
 class ConnectService:
+    """A customer's click: checked, then everything Codat needs, then a fresh Link URL."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         codat: CodatClient,
         allowed_link_hosts: frozenset[str],
         *,
+        token_secret: SecretStr | None = None,
+        public_base_url: str = "",
         retry_budget_seconds: float = 4.0,
     ) -> None:
         self.sessions = sessions
         self.codat = codat
         self.allowed_link_hosts = allowed_link_hosts
+        self.token_secret = token_secret
+        self.public_base_url = public_base_url
         self.budget = retry_budget_seconds
         # A lease outlives its holder's Codat retries; after a crash it frees itself this soon.
         self.lease_ttl = timedelta(seconds=retry_budget_seconds + 5)
         self.owner = f"{uuid.uuid4().hex[:12]}"
 
+    # --- the connect token --------------------------------------------------------------
+
+    def verify(self, token: str | None) -> ConnectClaims:
+        try:
+            return verify_connect_token(self._secret(), token)
+        except InvalidConnectToken as exc:
+            log.info("connect token refused: %s", exc)
+            raise Unauthorized("This link is not valid.") from exc
+
+    async def connect_url(
+        self, customer_id: str, *, lang: str | None, lifetime: timedelta
+    ) -> tuple[str, datetime]:
+        """A single-use connect URL for the customer, and when it expires."""
+        async with self.sessions() as session:
+            if await session.get(Customer, customer_id) is None:
+                raise CustomerNotFound(customer_id)
+        now = datetime.now(UTC).replace(microsecond=0)
+        token = mint_connect_token(
+            self._secret(), customer_id, lang=lang, lifetime=lifetime, now=now
+        )
+        return connect_url(self.public_base_url, token), now + lifetime
+
+    def _secret(self) -> str:
+        assert self.token_secret is not None, "CONNECT_TOKEN_SECRET is required"
+        return self.token_secret.get_secret_value()
+
+    # --- the click ----------------------------------------------------------------------
+
+    async def click(self, claims: ConnectClaims) -> str:
+        """The token's customer clicked Connect: spend the token, return a Link URL."""
+        if claims.jti is not None and not await self._spend(claims):
+            log.info("connect token replayed for customer %s", claims.customer_id)
+            raise Unauthorized("This link was already used.")
+        return await self.connect(claims.customer_id)
+
+    async def _spend(self, claims: ConnectClaims) -> bool:
+        """Record the token's jti; False if it was already used."""
+        assert claims.jti is not None
+        async with self.sessions() as session:
+            session.add(
+                UsedConnectToken(
+                    jti=claims.jti,
+                    customer_id=claims.customer_id,
+                    expires_at=claims.expires_at,
+                    used_at=utcnow(),
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                return False
+        return True
+
     async def connect(self, customer_id: str) -> str:
         """Return a Link URL fetched from Codat during this call."""
         async with self.sessions() as session:
             state = await feeds.get_click_state(session, customer_id)
-        _check_eligible(state.country if state else None, len(state.accounts) if state else 0)
+        _check_eligible(
+            customer_id, state.country if state else None, len(state.accounts) if state else 0
+        )
         assert state is not None
         feed = state.feed
-        settled = _is_settled(feed, state.accounts)
-        if settled:  # the database connection is back in the pool before Codat is called
+        if _feed_in_sync(feed, state.accounts):
+            # Only a fresh link is needed; the database connection is back in the pool first.
             assert feed is not None and feed.company_id and feed.connection_id
-            with retry_budget(self.budget):
+            with talking_to_codat(self.budget, f"connecting customer {customer_id!r}"):
                 connection = await self._get_connection(feed.company_id, feed.connection_id)
-            if connection is not None and connection.reusable:
+            if connection is not None and connection.status in REUSABLE_CONNECTION_STATUSES:
                 if connection.status != feed.connection_status:
                     await self._store_status(customer_id, connection.status)
                 return self._safe_link(connection)
         async with self._lease(customer_id) as lease:
             if lease is None:  # another click finished the work while we waited
                 return await self.connect(customer_id)
-            with retry_budget(self.budget):
+            with talking_to_codat(self.budget, f"connecting customer {customer_id!r}"):
                 return await self._complete(customer_id, lease)
 
     # --- steps -------------------------------------------------------------------------
 
     async def _eligible_customer(self, session: AsyncSession, customer_id: str) -> Customer:
-        customer = await get_customer_with_accounts(session, customer_id)
+        customer = await feeds.get_customer_with_accounts(session, customer_id)
         _check_eligible(
-            customer.country if customer else None, len(customer.source_accounts) if customer else 0
+            customer_id,
+            customer.country if customer else None,
+            len(customer.source_accounts) if customer else 0,
         )
         assert customer is not None
         return customer
@@ -119,6 +183,7 @@ class ConnectService:
                     raise
                 # Deleted in Codat: forget it and start again, as the webhook would have.
                 await forget_company(session, feed, utcnow())
+                await announce(session, customer_id)
                 await session.commit()
                 company_id = await self._ensure_company(session, customer, feed)
                 previous = None
@@ -128,11 +193,13 @@ class ConnectService:
                 for account in accounts:  # a new connection starts with no source accounts
                     forget_push(account)
             try:
-                report = await create_missing(self.codat, company_id, connection.id, accounts)
-                await update_changed(self.codat, company_id, connection.id, accounts, report)
+                target = (company_id, connection.id)
+                report = await create_missing(self.codat, target, accounts)
+                await update_changed(self.codat, target, accounts, report)
             finally:
                 # Codat's answers are kept even if a later step fails; the lease goes with them.
                 await feeds.release_lease(session, customer_id, lease.owner)
+                await announce(session, customer_id)
                 await session.commit()
                 lease.released = True
             return self._safe_link(connection)
@@ -176,7 +243,7 @@ class ConnectService:
             current = await self._get_connection(company_id, feed.connection_id)
             if current is not None:
                 await self._note_status(session, feed, current)
-                if current.reusable:
+                if current.status in REUSABLE_CONNECTION_STATUSES:
                     return current
         elif feed.connection_requested_at is not None:
             adoptable = writes.adoptable(await self.codat.list_connections(company_id))
@@ -184,6 +251,7 @@ class ConnectService:
                 chosen = min(adoptable, key=lambda c: (c.created is None, c.created, c.id))
                 feeds.record_connection(feed, session, chosen.id, chosen.status, utcnow())
                 feed.connection_request_key = None
+                await announce(session, feed.customer_id)
                 await session.commit()
                 return chosen
         retry_key = feed.connection_request_key  # only ever set while a create is unanswered
@@ -199,6 +267,7 @@ class ConnectService:
         )
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
         feed.connection_request_key = None
+        await announce(session, feed.customer_id)
         await session.commit()
         return created
 
@@ -219,12 +288,14 @@ class ConnectService:
         self, session: AsyncSession, feed: BankFeed, connection: Connection
     ) -> None:
         if feeds.set_connection_status(feed, connection.status, utcnow()):
+            await announce(session, feed.customer_id)
             await session.commit()
 
     async def _store_status(self, customer_id: str, status: str) -> None:
         async with self.sessions() as session:
             feed = await feeds.get_bank_feed(session, customer_id)
             if feed is not None and feeds.set_connection_status(feed, status, utcnow()):
+                await announce(session, customer_id)
                 await session.commit()
 
     def _safe_link(self, connection: Connection) -> str:
@@ -235,9 +306,9 @@ class ConnectService:
             or (parts.hostname or "").lower() not in self.allowed_link_hosts
         ):
             log.error("refusing to redirect to a Link URL on host %r", parts.hostname)
-            raise UnsafeLinkUrl(parts.hostname or "")
+            raise CodatRefused(f"Codat gave a Link URL on host {parts.hostname!r}")
         if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
-            raise UnsafeLinkUrl(parts.hostname or "")
+            raise CodatRefused(f"Codat gave a plain-http Link URL on host {parts.hostname!r}")
         return link
 
     @asynccontextmanager
@@ -247,7 +318,7 @@ class ConnectService:
         deadline = time.monotonic() + max(LEASE_WAIT_SECONDS, self.lease_ttl.total_seconds() + 1)
         delay = 0.02
         while True:
-            settled = False
+            done = False
             async with self.sessions() as session:
                 won = await feeds.try_lease(
                     session, customer_id, lease.owner, self.lease_ttl, click=True
@@ -255,14 +326,14 @@ class ConnectService:
                 await session.commit()
                 if not won:
                     state = await feeds.get_click_state(session, customer_id)
-                    settled = state is not None and _is_settled(state.feed, state.accounts)
-            if settled:  # yield only once the session is closed: the caller opens its own
+                    done = state is not None and _feed_in_sync(state.feed, state.accounts)
+            if done:  # yield only once the session is closed: the caller opens its own
                 yield None
                 return
             if won:
                 break
             if time.monotonic() + delay > deadline:
-                raise CodatUnavailable("another click is still connecting this customer")
+                raise Busy("another click is still connecting this customer")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
         try:
@@ -280,25 +351,28 @@ class _Lease:
     released: bool = False
 
 
-def _check_eligible(country: str | None, account_count: int) -> None:
+def _check_eligible(customer_id: str, country: str | None, account_count: int) -> None:
     """Refuse, before anything is written to Codat, a click that cannot go ahead."""
     if country is None:
-        raise ConnectRefused("customer_unknown", 404)
+        raise CustomerNotFound(customer_id)
     if country not in CONNECTABLE_COUNTRIES:
-        raise ConnectRefused("country_not_supported", 403)
+        raise Forbidden(
+            f"Customer {customer_id!r} is in {country}: only US and CA businesses can connect.",
+            page="country_not_supported",
+        )
     if account_count == 0:
-        raise ConnectRefused("no_accounts", 409)
+        raise Conflict(f"Customer {customer_id!r} has no accounts to connect.", page="no_accounts")
 
 
-def _is_settled(feed: BankFeed | None, accounts: Sequence[SourceAccount]) -> bool:
-    """Everything is in Codat: only a fresh link is needed."""
+def _feed_in_sync(feed: BankFeed | None, accounts: Sequence[SourceAccount]) -> bool:
+    """The company, the connection and every account are in Codat as we hold them: a click
+    needs only a fresh Link URL."""
     return (
         feed is not None
         and feed.company_id is not None
         and feed.connection_id is not None
-        and feed.connection_status in ("PendingAuth", "Linked", None)
-        and all(a.in_sync for a in accounts)
+        and (
+            feed.connection_status is None or feed.connection_status in REUSABLE_CONNECTION_STATUSES
+        )
+        and all(in_sync(a) for a in accounts)
     )
-
-
-__all__ = ["CodatError", "CodatUnavailable", "ConnectRefused", "ConnectService", "UnsafeLinkUrl"]

@@ -9,7 +9,9 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from app.bank_feeds.statuses import CONNECTED, account_status
 from app.connect.tokens import mint_connect_token
+from app.demo.events import router as events_router
 from app.deps import SessionDep, SettingsDep
 from app.models import Customer
 from app.pages import pick_language, render
@@ -27,6 +29,10 @@ TEXT = {
         "connected_count": "{n} of {total} accounts connected",
         "refresh": "Refresh",
         "country_note": "Only businesses in the US and Canada can connect.",
+        "events_title": "Events received from bankfeeds-connect",
+        "events_intro": "This app registered itself as an event endpoint; each signed event "
+        "it receives appears here as it arrives, newest first.",
+        "events_empty": "No events yet: connect a customer to QuickBooks.",
     },
     "fr": {
         "title": "Banque de démonstration : clients entreprises",
@@ -38,6 +44,10 @@ TEXT = {
         "connected_count": "{n} comptes connectés sur {total}",
         "refresh": "Actualiser",
         "country_note": "Seules les entreprises des États-Unis et du Canada peuvent se connecter.",
+        "events_title": "Événements reçus de bankfeeds-connect",
+        "events_intro": "Cette application s'est inscrite pour recevoir les événements; chaque "
+        "événement signé reçu s'affiche ici dès son arrivée, le plus récent en premier.",
+        "events_empty": "Aucun événement pour l'instant : connectez un client à QuickBooks.",
     },
 }
 
@@ -56,7 +66,7 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
     assert secret is not None
     rows = []
     for customer in result.scalars():
-        statuses = Counter(a.codat_status or "not_pushed" for a in customer.source_accounts)
+        statuses = Counter(account_status(a) for a in customer.source_accounts)
         rows.append(
             {
                 "customer": customer,
@@ -64,15 +74,18 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
                 "token": mint_connect_token(
                     secret.get_secret_value(), customer.id, lang=customer.locale
                 ),
-                "connected": statuses.get("connected", 0),
+                "connected": statuses.get(CONNECTED, 0),
                 "total": len(customer.source_accounts),
             }
         )
     return render(
-        request,
         "demo.html",
+        sandbox_mode=settings.sandbox_mode,
         lang=lang,
         text=text,
         rows=rows,
         other_lang="fr" if lang == "en" else "en",
     )
+
+
+router.include_router(events_router)

@@ -1,13 +1,23 @@
-"""Demo customers for sandbox mode: a few in the US and Canada, one elsewhere to show refusal."""
+"""Demo customers for sandbox mode: a few in the US and Canada, one elsewhere to show refusal.
+The demo host app also registers itself for our events."""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.events.catalog import EVENT_TYPES
+from app.events.schemas import EndpointIn, check_endpoint_url
+from app.events.service import EventService
 from app.models import Customer, SourceAccount
+
+log = logging.getLogger("app.demo")
+
+DEMO_ENDPOINT = "demo-host-app"
+DEMO_EVENTS_PATH = "/demo/events"
 
 DEMO_CUSTOMERS = [
     (
@@ -83,3 +93,16 @@ async def seed_demo_customers(sessions: async_sessionmaker[AsyncSession]) -> int
             added += 1
         await session.commit()
     return added
+
+
+async def register_demo_endpoint(events: EventService, public_base_url: str) -> bool:
+    """Point the demo endpoint at this service's demo receiver, for every event type."""
+    url = public_base_url + DEMO_EVENTS_PATH
+    try:
+        check_endpoint_url(url)
+    except ValueError as exc:
+        log.warning("the demo host app receives no events: its URL %s", exc)
+        return False
+    body = EndpointIn.model_validate({"url": url, "event_types": list(EVENT_TYPES)})
+    await events.put_endpoint(DEMO_ENDPOINT, body)
+    return True

@@ -36,7 +36,7 @@ class SandboxConfig:
     callout_title_fr: str | None = None
     callout_body_fr: str | None = None
     # Codat takes 10 days to mark a source account disconnected; the sandbox compresses it.
-    disconnect_delay: timedelta = timedelta(seconds=5)
+    disconnect_delay: timedelta = timedelta(seconds=20)
     return_url: str | None = None
     webhook_transport: httpx.AsyncBaseTransport | None = None
     webhook_retry_delays: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)

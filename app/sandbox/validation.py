@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import NoReturn
 
-from app.codat.currencies import ISO_4217_CURRENCIES
+from app.sandbox.currencies import ISO_4217
 from app.sandbox.errors import CodatError, FieldError
 from app.sandbox.state import ConnectionStatus, SourceAccountStatus
 
@@ -138,7 +138,7 @@ class _Checker:
 
     def currency(self, body: dict[str, object], key: str) -> str | None:
         value = self.string(body, key)
-        if value is not None and value not in ISO_4217_CURRENCIES:
+        if value is not None and value not in ISO_4217:
             self.fail(key, f"'{value}' is not an ISO 4217 currency code.", "Currency")
             return None
         return value

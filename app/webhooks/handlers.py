@@ -11,27 +11,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
+from app.bank_feeds import rate_limit
 from app.bank_feeds.company_gone import COMPANY_DELETED, forget_company
-from app.bank_feeds.repository import set_connection_status
+from app.bank_feeds.repository import find_bank_feed, set_connection_status
+from app.bank_feeds.statuses import (
+    CONNECTED,
+    CONNECTION_STATUSES,
+    DEAUTHORIZED,
+    DISCONNECTED,
+    LINKED,
+    PENDING,
+    PENDING_AUTH,
+    UNLINKED,
+)
 from app.bank_feeds.sync import apply_codat_account
-from app.codat.models import DEAUTHORIZED, LINKED, PENDING_AUTH, UNLINKED
-from app.db import utcnow
-from app.models import CONNECTION_STATUSES, BankFeed, BankFeedConnection, SourceAccount
-from app.webhooks import rate_limit
-from app.webhooks.inbox import InboxEvent, Outcome
-from app.webhooks.payloads import (
+from app.codat.webhooks import (
     CompanyPayload,
     ConnectionPayload,
     RateLimitPayload,
     SourceAccountPayload,
 )
+from app.db import utcnow
+from app.events.outbox import announce
+from app.models import SourceAccount
+from app.webhooks.inbox import InboxEvent, Outcome
 
 log = logging.getLogger("app.webhooks")
 M = TypeVar("M", bound=BaseModel)
@@ -40,7 +48,7 @@ Handler = Callable[[AsyncSession, InboxEvent], Awaitable[Outcome]]
 
 # Codat's clock against ours, and `generatedDate`s that may be whole seconds.
 CLOCK_GRACE = timedelta(seconds=10)
-INITIAL_ACCOUNT_STATUSES = frozenset({None, "pending"})
+INITIAL_ACCOUNT_STATUSES = frozenset({None, PENDING})
 RECORDING_WINDOW = timedelta(minutes=2)
 
 
@@ -58,37 +66,6 @@ def parse_payload(model: type[M], event: InboxEvent) -> M:
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         raise MalformedPayload(f"{event.event_type} payload: invalid {', '.join(fields)}") from None
-
-
-async def find_bank_feed(
-    session: AsyncSession, company_id: str | None, connection_id: str | None
-) -> BankFeed | None:
-    """The feed by Codat company, else by any connection it ever had; row-locked on Postgres."""
-    customer_id: str | None = None
-    if company_id:
-        customer_id = (
-            await session.execute(
-                select(BankFeed.customer_id).where(BankFeed.company_id == company_id)
-            )
-        ).scalar_one_or_none()
-    if customer_id is None and connection_id:
-        customer_id = (
-            await session.execute(
-                select(BankFeedConnection.customer_id).where(
-                    BankFeedConnection.connection_id == connection_id
-                )
-            )
-        ).scalar_one_or_none()
-    if customer_id is None:
-        return None
-    result = await session.execute(
-        select(BankFeed)
-        .where(BankFeed.customer_id == customer_id)
-        .options(selectinload(BankFeed.connections))
-        .with_for_update(of=BankFeed)
-        .execution_options(populate_existing=True)
-    )
-    return result.scalar_one_or_none()
 
 
 def effective_time(
@@ -119,8 +96,7 @@ def connection_status_for(event_type: str, reported: str) -> str | None:
 async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> Outcome:
     payload = parse_payload(ConnectionPayload, event)
     connection = payload.connection
-    company_id = payload.reference_company.id if payload.reference_company else None
-    feed = await find_bank_feed(session, company_id or event.company_id, connection.id)
+    feed = await find_bank_feed(session, payload.company_id or event.company_id, connection.id)
     if feed is None:
         return Outcome("unmatched")
     if event.event_type == "connection.failed":
@@ -128,7 +104,7 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
             "Codat connection %s failed for customer %s: %s",
             connection.id,
             feed.customer_id,
-            _errors_summary(payload.connection.model_extra or {}),
+            payload.failure_summary(),
         )
     status = connection_status_for(event.event_type, connection.status)
     if connection.id == feed.connection_id:
@@ -137,6 +113,7 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
             at = effective_time(feed.connection_status_at, event.as_of, leaves_initial)
             if at is not None:
                 set_connection_status(feed, status, at)
+        await announce(session, feed.customer_id)
         return Outcome("handled", feed.customer_id)
     earlier = next((c for c in feed.connections if c.connection_id == connection.id), None)
     if earlier is None:
@@ -150,29 +127,15 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
     return Outcome("handled", feed.customer_id)
 
 
-def _errors_summary(extra: Mapping[str, Any]) -> str:
-    errors = extra.get("dataConnectionErrors")
-    if not isinstance(errors, list) or not errors:
-        return "no error details"
-    parts = []
-    for error in errors[:3]:
-        if isinstance(error, dict):
-            code = str(error.get("statusCode") or "")[:10]
-            text = str(error.get("errorMessage") or error.get("statusText") or "")[:200]
-            parts.append(f"{code} {text}".strip())
-    return "; ".join(parts) or "no error details"
-
-
 # --- bankFeeds.sourceAccount.* ------------------------------------------------------------
 
 
 async def handle_source_account_event(session: AsyncSession, event: InboxEvent) -> Outcome:
     payload = parse_payload(SourceAccountPayload, event)
-    seen = payload.source_account or payload.bank_account
+    seen = payload.account
     if seen is None:
-        raise MalformedPayload(f"{event.event_type} payload: no sourceAccount")
-    company_id = payload.reference_company.id if payload.reference_company else payload.company_id
-    feed = await find_bank_feed(session, company_id, payload.connection_id)
+        raise MalformedPayload(f"{event.event_type} payload: no source account")
+    feed = await find_bank_feed(session, payload.company_id, payload.connection_id)
     if feed is None:
         return Outcome("unmatched")
     if payload.connection_id and payload.connection_id != feed.connection_id:
@@ -191,9 +154,10 @@ async def handle_source_account_event(session: AsyncSession, event: InboxEvent) 
     leaves_initial = account.codat_status in INITIAL_ACCOUNT_STATUSES
     at = effective_time(account.status_changed_at, event.as_of, leaves_initial)
     if at is not None:
-        status = "connected" if event.event_type.endswith(".connected") else "disconnected"
+        status = CONNECTED if event.event_type.endswith(".connected") else DISCONNECTED
         apply_codat_account(account, seen.model_copy(update={"status": status}), at)
     account.last_heard_at = last_heard
+    await announce(session, feed.customer_id)
     return Outcome("handled", feed.customer_id)
 
 
@@ -207,6 +171,7 @@ async def handle_company_deleted(session: AsyncSession, event: InboxEvent) -> Ou
     if feed is None:
         return Outcome("unmatched")
     await forget_company(session, feed, event.as_of)
+    await announce(session, feed.customer_id)
     return Outcome("handled", feed.customer_id)
 
 

@@ -1,4 +1,4 @@
-"""The webhook inbox: parse and store a delivery once, then claim and settle it durably.
+"""The webhook inbox: store a delivery once, then claim and settle it durably.
 
 A row is claimed with a compare-and-set on `attempts` (UPDATE ... WHERE status='pending' AND
 attempts=:seen), which also pushes `next_attempt_at` a lease ahead: only one process wins each
@@ -7,38 +7,20 @@ attempt, and a process that dies mid-way leaves the row to be claimed again once
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.codat.models import CodatDateTime
+from app.codat.webhooks import Envelope
 from app.db import insert_ignore
 from app.models import CodatEvent
 
-MAX_EVENT_TYPE = 100
-MAX_WEBHOOK_ID = 128
-# Link URLs carry one-time passwords: they are never stored, so never shown or logged.
-SCRUBBED_KEYS = frozenset({"linkUrl", "redirect"})
-_DATETIME = TypeAdapter(CodatDateTime)
-
-Settled = Literal["handled", "ignored", "unmatched"]
-
-
-class MalformedEnvelope(ValueError):
-    """The body is not a Codat webhook envelope."""
-
-
-@dataclass(frozen=True)
-class Envelope:
-    event_type: str
-    generated_date: datetime | None
-    payload: dict[str, Any]
-    company_id: str | None
+# What a handler makes of an event; an event is settled once it has one, or has `failed`.
+Verdict = Literal["handled", "ignored", "unmatched"]
+EventStatus = Literal["pending", Verdict, "failed"]
 
 
 @dataclass(frozen=True)
@@ -62,59 +44,8 @@ class InboxEvent:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Settled
+    status: Verdict
     customer_id: str | None = None
-
-
-def parse_envelope(body: bytes) -> Envelope:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can parse
-        raise MalformedEnvelope("the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedEnvelope("the body is not a JSON object")
-    event_type = data.get("eventType")
-    if not isinstance(event_type, str) or not event_type.strip():
-        raise MalformedEnvelope("eventType is missing")
-    if len(event_type) > MAX_EVENT_TYPE:
-        raise MalformedEnvelope("eventType is too long")
-    payload = data.get("payload", {})
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise MalformedEnvelope("payload is not a JSON object")
-    payload = scrub(payload)
-    return Envelope(
-        event_type=event_type.strip(),
-        generated_date=_datetime_or_none(data.get("generatedDate")),
-        payload=payload,
-        company_id=_company_id(payload),
-    )
-
-
-def scrub(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if k not in SCRUBBED_KEYS}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
-
-
-def _datetime_or_none(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return _DATETIME.validate_python(value)
-    except ValidationError:
-        return None
-
-
-def _company_id(payload: dict[str, Any]) -> str | None:
-    reference = payload.get("referenceCompany")
-    if isinstance(reference, dict) and isinstance(reference.get("id"), str):
-        return str(reference["id"])[:64]
-    legacy = payload.get("companyId")
-    return legacy[:64] if isinstance(legacy, str) else None
 
 
 async def accept(session: AsyncSession, webhook_id: str, envelope: Envelope, now: datetime) -> bool:

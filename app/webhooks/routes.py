@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from app.db import utcnow
-from app.deps import OpsAuth, SessionDep
-from app.settings import Settings
-from app.webhooks import inbox
-from app.webhooks.inbox import MAX_WEBHOOK_ID, MalformedEnvelope, parse_envelope
-from app.webhooks.jobs import inbox_signal
-from app.webhooks.signature import InvalidSecret, WebhookRejected, signing_key, verify
-
-log = logging.getLogger("app.webhooks")
+from app.deps import ops_router, provided
+from app.webhooks.inbox import EventStatus
+from app.webhooks.service import WebhookService
 
 router = APIRouter(tags=["webhooks"])
-ops_router = APIRouter(prefix="/ops", tags=["webhooks"], dependencies=[OpsAuth])
-
-EventStatus = Literal["pending", "handled", "ignored", "unmatched", "failed"]
+ops_inbox_router = ops_router("webhooks")
+WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
 
 
 @router.post(
@@ -36,35 +28,10 @@ EventStatus = Literal["pending", "handled", "ignored", "unmatched", "failed"]
         404: {"description": "No CODAT_WEBHOOK_SECRET is configured"},
     },
 )
-async def receive_codat_webhook(request: Request) -> JSONResponse:
+async def receive_codat_webhook(request: Request, webhooks: WebhooksDep) -> JSONResponse:
     """Codat's webhooks: verified on the raw body, stored once per `webhook-id`, handled later."""
-    settings: Settings = request.app.state.settings
-    secret = settings.codat_webhook_secret
-    if secret is None or not secret.get_secret_value():
-        raise HTTPException(status_code=404, detail="Not Found")
-    try:
-        key = signing_key(secret.get_secret_value())
-    except InvalidSecret:
-        log.error("CODAT_WEBHOOK_SECRET is not whsec_<base64>: refusing webhooks")
-        return JSONResponse({"detail": "The webhook receiver is misconfigured."}, 500)
-    body = await request.body()
-    try:
-        webhook_id = verify(key, request.headers, body, utcnow())
-        if len(webhook_id) > MAX_WEBHOOK_ID:
-            raise MalformedEnvelope("webhook-id is too long")
-        envelope = parse_envelope(body)
-    except WebhookRejected as exc:
-        log.warning("webhook refused: %s", exc)
-        return JSONResponse({"detail": str(exc)}, exc.status_code)
-    except MalformedEnvelope as exc:
-        log.warning("webhook refused: %s", exc)
-        return JSONResponse({"detail": str(exc)}, 400)
-    async with request.app.state.sessions() as session:
-        stored = await inbox.accept(session, webhook_id, envelope, utcnow())
-        await session.commit()
-    if not stored:
+    if not await webhooks.receive(request.headers, await request.body()):
         return JSONResponse({"status": "duplicate"}, 200)
-    inbox_signal(request.app).set()
     return JSONResponse({"status": "accepted"}, 202)
 
 
@@ -90,9 +57,9 @@ class WebhookEventList(BaseModel):
     events: list[WebhookEventOut]
 
 
-@ops_router.get("/webhook-events", response_model=WebhookEventList)
+@ops_inbox_router.get("/webhook-events", response_model=WebhookEventList)
 async def list_webhook_events(
-    session: SessionDep,
+    webhooks: WebhooksDep,
     status: EventStatus | None = None,
     event_type: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -101,20 +68,15 @@ async def list_webhook_events(
 
     Payloads are as Codat sent them, less Link URLs (they carry one-time passwords).
     """
-    events = await inbox.list_events(session, status, event_type, limit)
+    events = await webhooks.events(status, event_type, limit)
     return WebhookEventList(events=[WebhookEventOut.model_validate(e) for e in events])
 
 
-@ops_router.post("/webhook-events/{event_id}/retry", status_code=202)
-async def retry_webhook_event(
-    event_id: int, request: Request, session: SessionDep
-) -> dict[str, str]:
+@ops_inbox_router.post("/webhook-events/{event_id}/retry", status_code=202)
+async def retry_webhook_event(event_id: int, webhooks: WebhooksDep) -> dict[str, str]:
     """Handle a settled event again (say, an unmatched one once its customer exists)."""
-    if not await inbox.requeue(session, event_id, utcnow()):
-        raise HTTPException(status_code=404, detail="No settled webhook event with that id.")
-    await session.commit()
-    inbox_signal(request.app).set()
+    await webhooks.retry(event_id)
     return {"status": "queued"}
 
 
-router.include_router(ops_router)  # one router for app/main.py to include
+router.include_router(ops_inbox_router)  # one router for app/main.py to include

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.ops import importer
+from app.customers import importer
 from app.sandbox import SandboxConfig
 from bench.baseline import in_daemon_thread
 from bench.load import closed_loop

@@ -91,7 +91,25 @@ async def test_demo_to_connected_in_a_browser(
         await expect(page.locator("#connected")).to_be_visible()
         await page.screenshot(path=str(tmp_path / "connected.png"))
 
-        # 5. Back at the bank, the status turns to connected (webhooks, no refresh button).
+        # 5. Back at the bank, the demo host app shows the signed event as it arrives.
+        await page.goto(live_service.url + "/")
+        arrived = page.locator(
+            '#events li[data-type="customer.connected"][data-customer="demo-us-bakery"]'
+        )
+        await expect(arrived).to_be_visible(timeout=20_000)  # live: the page is not reloaded
+        await expect(arrived).to_contain_text("customer.connected")
+        await page.screenshot(path=str(tmp_path / "event.png"), full_page=True)
+
+        # 6. The customer's row follows the events, still without a reload...
+        row = page.locator("#customer-demo-us-bakery")
+        await expect(row.locator(".connected-count")).to_have_text(
+            "2 of 2 accounts connected", timeout=20_000
+        )
+        await expect(row.locator(".connection-status")).to_have_text("Linked")
+        for status in await row.locator(".account-status").all_inner_texts():
+            assert status == "connected"
+
+        # 7. ...and so does the page as the server renders it (webhooks, no refresh button).
         deadline = time.monotonic() + 20
         while True:
             await page.goto(live_service.url + "/")

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from app.models import BankFeed, BankFeedConnection, CodatEvent
 from app.sandbox.faults import FaultConfig
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import Service, _truncate, start_service
 from tests.connect.test_connect_flow import click, connections, text
 from tests.factories import add_customer
@@ -55,7 +54,7 @@ async def kept_500(database_url: str) -> AsyncIterator[tuple[Service, KeptServer
 
 async def _events_handled(service: Service) -> None:
     await service.sandbox.webhooks.drain()
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
 
 
 @pytest.mark.parametrize(

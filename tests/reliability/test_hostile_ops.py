@@ -1,6 +1,6 @@
 """Proof 4c: the ops API under hostile input, and oversized bodies refused before they are read.
 
-tests/ops/test_openapi.py runs schemathesis on well-formed cases; here the requests are hostile:
+tests/test_openapi.py runs schemathesis on well-formed cases; here the requests are hostile:
 wrong credentials on every operation, and malformed, absurd or oversized input with the right
 ones.
 """

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.codat.webhooks import sign, signing_key
 from app.main import MAX_WEBHOOK_BYTES
-from app.webhooks.signature import sign, signing_key
 from tests.conftest import WEBHOOK_SECRET, Service, _truncate, start_service
 from tests.reliability.conftest import Record
 from tests.reliability.hostile import FUZZ, FuzzClock, database_state

@@ -21,7 +21,6 @@ from pydantic import SecretStr
 
 from app.sandbox import SandboxConfig, create_sandbox_app
 from app.sandbox.faults import FaultConfig, FaultInjector
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import (
     CONNECT_SECRET,
     OPS_TOKEN,
@@ -157,7 +156,7 @@ async def test_no_secret_otp_or_link_in_any_log_line_and_no_foreign_data_on_erro
     forged = {**signed_headers(body), "webhook-signature": "v1,AAAA"}
     await service.client.post("/webhooks/codat", content=body, headers=forged)
     await service.client.post("/webhooks/codat", content=body, headers=signed_headers(body))
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     links.append(event["payload"]["connection"]["linkUrl"])
 
     lines = [r.getMessage() for r in caplog.records]

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from app.bank_feeds.reconciler import Reconciler
+from app.events.outbox import announce
 from app.models import BankFeed, CodatQuotaDay
 from app.sandbox.faults import FaultConfig
 from tests.conftest import _truncate, start_service
@@ -49,7 +50,8 @@ async def test_a_day_of_1000_customers_stays_within_codats_quota(
         )
         reconciler = Reconciler(
             service.sessions,
-            service.app.state.codat,
+            service.services.codat,
+            announce=announce,
             quota_share=SHARE,
             budget_per_minute=10_000,
             retry_budget_seconds=5.0,

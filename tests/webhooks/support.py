@@ -14,8 +14,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.codat.webhooks import sign, signing_key
 from app.models import BankFeed, BankFeedConnection, CodatEvent, ServiceState, SourceAccount
-from app.webhooks.signature import sign, signing_key
 from tests.conftest import WEBHOOK_SECRET, Service, _truncate, start_service
 from tests.factories import add_customer
 

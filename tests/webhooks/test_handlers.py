@@ -8,7 +8,6 @@ from datetime import date
 
 import pytest
 
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import Service
 from tests.webhooks.support import (
     COMPANY,
@@ -32,7 +31,7 @@ OLD_CONNECTION = "9f1c0c55-3f5e-4d59-8e56-0a8f3c1d7b20"
 async def handle(service: Service, *deliveries: dict[str, object]) -> list[str]:
     for event in deliveries:
         assert (await deliver(service.client, event)).status_code == 202
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     return [e.status for e in await events(service.sessions)]
 
 
@@ -218,7 +217,7 @@ async def test_unmatched_event_can_be_retried_once_its_customer_exists(service: 
         f"/ops/webhook-events/{event.id}/retry", headers=service.ops_headers
     )
     assert retried.status_code == 202
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert [e.status for e in await events(service.sessions)] == ["handled"]
     assert (await feed(service.sessions)).connection_status == "Linked"
     again = await service.client.post(
@@ -347,7 +346,7 @@ async def test_connection_announced_before_the_click_records_it_is_retried(
     await deliver(
         service.client, envelope("connection.created", connection_payload("PendingAuth"), at(0))
     )
-    worker = build_inbox_worker(service.app, retry_base_seconds=0.05)
+    worker = service.services.inbox_worker(retry_base_seconds=0.05)
     await worker.run_once()
     [event] = await events(service.sessions)
     assert (event.status, event.attempts) == ("pending", 1)

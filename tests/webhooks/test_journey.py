@@ -11,7 +11,6 @@ import httpx
 from sqlalchemy import select
 
 from app.models import BankFeed, BankFeedConnection
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import Service
 from tests.factories import add_customer
 from tests.webhooks.support import accounts, events
@@ -96,13 +95,13 @@ async def test_only_webhooks_bring_the_feed_to_connected_and_back(service: Servi
         "create_app(sandbox_webhook_transport=...) must reach SandboxConfig.webhook_transport"
     )
     await add_customer(service.sessions, accounts=2)
-    link_url = await service.app.state.connect_service.connect("cus-1")
+    link_url = await service.services.connect.connect("cus-1")
     calls_after_click = len(service.codat_calls())
 
     session = await connect_in_quickbooks(service.client, link_url)
     await service.sandbox.webhooks.drain()
     assert_delivered(service)
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
 
     stored = await events(service.sessions)
     assert sorted(e.event_type for e in stored) == [
@@ -139,7 +138,7 @@ async def test_only_webhooks_bring_the_feed_to_connected_and_back(service: Servi
     service.sandbox.clock.advance(timedelta(days=1))
     service.sandbox.settle()
     await service.sandbox.webhooks.drain()
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
 
     async with service.sessions() as db:
         feed = (await db.execute(select(BankFeed))).scalar_one()

@@ -8,7 +8,6 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from app.webhooks.jobs import build_inbox_worker
 from tests.conftest import OPS_TOKEN, WEBHOOK_SECRET, Service
 from tests.webhooks.support import (
     at,
@@ -56,14 +55,14 @@ async def test_accepted_then_handled_and_a_replay_is_acknowledged_once(service: 
     assert rows[0].company_id == CONNECTED["payload"]["referenceCompany"]["id"]  # type: ignore[index]
     assert (await feed(service.sessions)).connection_status == "PendingAuth"  # not yet handled
 
-    assert await build_inbox_worker(service.app).run_once() == 1
+    assert await service.services.inbox_worker().run_once() == 1
     handled = await feed(service.sessions)
     assert (handled.connection_status, handled.connection_status_at) == ("Linked", at(10))
 
     # Codat retries with the same webhook-id (and a fresh timestamp and signature).
     status, text = await post(service, body, signed_headers(body, webhook_id="msg_replayed"))
     assert (status, json.loads(text)) == (200, {"status": "duplicate"})
-    assert await build_inbox_worker(service.app).run_once() == 0
+    assert await service.services.inbox_worker().run_once() == 0
     rows = await events(service.sessions)
     assert [(r.status, r.attempts) for r in rows] == [("handled", 1)]
 
@@ -76,7 +75,7 @@ async def test_replay_with_a_newer_body_has_no_second_effect(service: Service) -
         envelope("connection.disconnected", connection_payload("Unlinked"), at(20)),
         webhook_id="msg_b",
     )
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert (await feed(service.sessions)).connection_status == "Unlinked"
     # Were msg_a handled a second time, this later `connected` would win.
     response = await deliver(
@@ -85,7 +84,7 @@ async def test_replay_with_a_newer_body_has_no_second_effect(service: Service) -
         webhook_id="msg_a",
     )
     assert response.status_code == 200
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     assert (await feed(service.sessions)).connection_status == "Unlinked"
     assert len(await events(service.sessions)) == 2
 
@@ -209,7 +208,7 @@ async def test_unknown_event_type_is_stored_and_ignored(service: Service) -> Non
         {"id": "c-1", "name": "Acme", "redirect": "https://link.codat.io/company/c-1"},
     )
     assert (await deliver(service.client, event)).status_code == 202
-    await build_inbox_worker(service.app).run_once()
+    await service.services.inbox_worker().run_once()
     [row] = await events(service.sessions)
     assert (row.event_type, row.status, row.last_error) == ("company.created", "ignored", None)
     assert row.handled_at is not None
@@ -243,9 +242,7 @@ async def test_ops_listing_needs_the_ops_token(service: Service) -> None:
 
 async def test_a_malformed_secret_refuses_without_storing(database_url: str) -> None:
     async with running(database_url, codat_webhook_secret=None) as service:
-        service.app.state.settings = service.settings.model_copy(
-            update={"codat_webhook_secret": SecretStr("whsec_not base64!")}
-        )
+        service.services.webhooks.secret = SecretStr("whsec_not base64!")
         body = body_of(CONNECTED)
         status, text = await post(service, body, signed_headers(body))
         assert status == 500

@@ -1,0 +1,390 @@
+"""Bulk load of customers and accounts from CSV or JSON: every row valid, or nothing written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.customers.schemas import (
+    ACCOUNT_COLUMNS,
+    ACCOUNT_VALUE_COLUMNS,
+    COLUMNS,
+    CUSTOMER_COLUMNS,
+    FIXED_FIELDS,
+    REQUIRED_COLUMNS,
+    TEXT_COLUMNS,
+    AccountIn,
+    CustomerIn,
+    ImportCounts,
+    ImportOut,
+)
+from app.db import utcnow
+from app.errors import Unprocessable
+from app.events.outbox import announce_connected
+from app.models import ID_PATTERN, Customer, SourceAccount
+
+Format = Literal["csv", "json"]
+Progress = Callable[[int], object]
+CHUNK = 1000
+# The objects a JSON row may nest (`routingInfo`), as the columns spell them dotted.
+_NESTED = frozenset(c.partition(".")[0] for c in ACCOUNT_COLUMNS if "." in c)
+_ID = re.compile(ID_PATTERN)
+_BETWEEN_ITEMS = re.compile(r"[\s,]*")
+_EXISTING_ACCOUNT_COLUMNS = (
+    SourceAccount.customer_id,
+    SourceAccount.id,
+    SourceAccount.pushed_at,
+    *(getattr(SourceAccount, c) for c in ACCOUNT_VALUE_COLUMNS),
+)
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    field: str
+    message: str
+    type: str = "value_error"
+    row: int = 0  # the row's position among the data rows, from 1; 0 for the file itself
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "loc": ["body", self.line, self.field],
+            "msg": self.message,
+            "type": self.type,
+            "line": self.line,
+            "row": self.row,
+            "field": self.field,
+        }
+
+
+class ImportRejected(Unprocessable):
+    """The file has bad rows; nothing was written. The API lists each with its line and field."""
+
+    def __init__(self, errors: Sequence[RowError]) -> None:
+        super().__init__([e.as_json() for e in errors])
+        self.errors = list(errors)
+
+
+@dataclass(frozen=True, eq=False)
+class Row:
+    line: int
+    number: int
+    values: dict[str, Any]
+    problems: tuple[RowError, ...] = ()  # found while reading; reported with the rest
+
+
+@dataclass
+class Plan:
+    rows: int
+    customers: dict[str, tuple[Row, CustomerIn]] = field(default_factory=dict)
+    accounts: dict[tuple[str, str], tuple[Row, AccountIn]] = field(default_factory=dict)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRejected([RowError(1, "file", "is not UTF-8")]) from None
+
+
+def parse(text: str, fmt: Format) -> list[Row]:
+    return parse_csv(text) if fmt == "csv" else parse_json(text)
+
+
+def parse_csv(text: str) -> list[Row]:
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ImportRejected([RowError(1, "file", "is empty: expected a header row")]) from None
+    except csv.Error as exc:
+        raise ImportRejected([RowError(1, "file", f"is not valid CSV: {exc}")]) from exc
+    errors = [
+        RowError(1, h, f"is not a known column; known: {', '.join(COLUMNS)}")
+        for h in header
+        if h not in COLUMNS
+    ]
+    errors += [
+        RowError(1, h, "appears twice in the header") for h in set(header) if header.count(h) > 1
+    ]
+    errors += [
+        RowError(1, h, "column is missing", "missing") for h in REQUIRED_COLUMNS if h not in header
+    ]
+    if errors:
+        raise ImportRejected(errors)
+    rows: list[Row] = []
+    previous = reader.line_num
+    try:
+        for cells in reader:
+            line, previous = previous + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) > len(header):
+                problem = RowError(
+                    line, "row", f"has {len(cells)} cells; the header has {len(header)}"
+                )
+                rows.append(Row(line, len(rows) + 1, {}, (problem,)))
+                continue
+            values = {h: c.strip() for h, c in zip(header, cells, strict=False) if c.strip()}
+            rows.append(Row(line, len(rows) + 1, values))
+    except csv.Error as exc:
+        errors.append(RowError(reader.line_num, "file", f"is not valid CSV: {exc}"))
+    if errors:
+        raise ImportRejected(errors)
+    return rows
+
+
+def parse_json(text: str) -> list[Row]:
+    """A JSON array of row objects; nested `routingInfo`/`accountInfo` or dotted keys."""
+    decoder = json.JSONDecoder(parse_float=Decimal)
+    try:
+        data = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ImportRejected(
+            [RowError(exc.lineno, "file", f"is not valid JSON: {exc.msg}")]
+        ) from exc
+    except RecursionError:  # nested deeper than json can parse
+        raise ImportRejected(
+            [RowError(1, "file", "is not valid JSON: nested too deeply")]
+        ) from None
+    if not isinstance(data, list):
+        raise ImportRejected([RowError(1, "file", "must be a JSON array of row objects")])
+    rows: list[Row] = []
+    position, line = text.index("[") + 1, 1
+    line += text.count("\n", 0, position)
+    for _ in data:
+        start = _BETWEEN_ITEMS.match(text, position).end()  # type: ignore[union-attr]
+        line += text.count("\n", position, start)
+        item, position = decoder.raw_decode(text, start)
+        line_of_item = line
+        line += text.count("\n", start, position)
+        if not isinstance(item, dict):
+            rows.append(
+                Row(
+                    line_of_item,
+                    len(rows) + 1,
+                    {},
+                    (RowError(line_of_item, "row", "must be an object"),),
+                )
+            )
+            continue
+        values, unknown = _flatten(item)
+        problems = tuple(RowError(line_of_item, k, "is not a known field") for k in unknown)
+        rows.append(Row(line_of_item, len(rows) + 1, values, problems))
+    return rows
+
+
+def _flatten(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    for key, value in item.items():
+        if isinstance(value, dict) and key in _NESTED:
+            values.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            values[key] = value
+    unknown = [k for k in values if k not in COLUMNS]
+    clean = {}
+    for key, value in values.items():
+        if value is None or value == "" or key in unknown:
+            continue
+        is_number = isinstance(value, int | Decimal) and not isinstance(value, bool)
+        clean[key] = str(value) if key in TEXT_COLUMNS and is_number else value
+    return clean, unknown
+
+
+# --- checking -----------------------------------------------------------------------------
+
+
+def validate(rows: Sequence[Row], progress: Progress | None = None) -> Plan:
+    """Every row checked with the API's own rules; raises with every bad row at once."""
+    if not rows:
+        raise ImportRejected([RowError(1, "file", "has no rows")])
+    plan, errors = Plan(rows=len(rows)), []
+    for row in rows:
+        errors += [replace(e, row=row.number) for e in _check_row(plan, row)]
+        if progress:
+            progress(1)
+    if errors:
+        raise ImportRejected(errors)
+    return plan
+
+
+def _check_row(plan: Plan, row: Row) -> list[RowError]:
+    v, line = row.values, row.line
+    if any(p.field == "row" for p in row.problems):
+        return list(row.problems)
+    errors = list(row.problems)
+    errors += [
+        RowError(line, k, "must be 1-64 letters, digits or . _ : -", "string_pattern_mismatch")
+        for k in ("customer_id", "account_id")
+        if k in v and not (isinstance(v[k], str) and _ID.match(v[k]))
+    ]
+    if "customer_id" not in v:
+        errors.append(RowError(line, "customer_id", "Field required", "missing"))
+    customer = _model(CustomerIn, {k: v[k] for k in CUSTOMER_COLUMNS[1:] if k in v}, line, errors)
+    account_values = {k: v[k] for k in ACCOUNT_COLUMNS[1:] if k in v}
+    account = None
+    if "account_id" in v:
+        account = _model(AccountIn, _nest(account_values), line, errors)
+    elif account_values:
+        errors.append(
+            RowError(line, "account_id", "is required when account fields are given", "missing")
+        )
+    if errors:
+        return errors
+    customer_id = str(v["customer_id"])
+    assert customer is not None
+    first = plan.customers.setdefault(customer_id, (row, customer))
+    if first[1] != customer:
+        differs = next(
+            k for k in CUSTOMER_COLUMNS[1:] if getattr(first[1], k) != getattr(customer, k)
+        )
+        errors.append(
+            RowError(line, differs, f"differs from line {first[0].line} for the same customer_id")
+        )
+    if account is not None:
+        key = (customer_id, str(v["account_id"]))
+        seen = plan.accounts.setdefault(key, (row, account))
+        if seen[0] is not row:
+            errors.append(
+                RowError(
+                    line, "account_id", f"appears twice for this customer (line {seen[0].line})"
+                )
+            )
+    return errors
+
+
+def _model(
+    model: type[BaseModel], values: dict[str, Any], line: int, errors: list[RowError]
+) -> Any:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = ".".join(str(p) for p in e["loc"]) or "row"
+            errors.append(RowError(line, name, e["msg"], e["type"]))
+        return None
+
+
+def _nest(values: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        outer, _, inner = key.partition(".")
+        if inner:
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            nested[key] = value
+    return nested
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+async def write(session: AsyncSession, plan: Plan, progress: Progress | None = None) -> ImportOut:
+    """Upsert in chunks of multi-row statements; the caller commits."""
+    now = utcnow()
+    customer_ids = list(plan.customers)
+    existing_customers: dict[str, tuple[str, str, str]] = {}
+    existing_accounts: dict[tuple[str, str], Any] = {}
+    for ids in _chunks(customer_ids, CHUNK):
+        found = await session.execute(
+            select(Customer.id, Customer.name, Customer.country, Customer.locale).where(
+                Customer.id.in_(ids)
+            )
+        )
+        existing_customers.update({i: (n, c, loc) for i, n, c, loc in found})
+        rows = await session.execute(
+            select(*_EXISTING_ACCOUNT_COLUMNS).where(SourceAccount.customer_id.in_(ids))
+        )
+        existing_accounts.update({(a.customer_id, a.id): a for a in rows})
+    _refuse_fixed_changes(plan, existing_accounts)
+
+    customer_rows, customers = [], ImportCounts(created=0, updated=0, unchanged=0)
+    for customer_id, (_, c) in plan.customers.items():
+        before = existing_customers.get(customer_id)
+        if before == (c.name, c.country, c.locale):
+            customers.unchanged += 1
+            continue
+        customers.updated += before is not None
+        customers.created += before is None
+        row = {"id": customer_id, "name": c.name, "country": c.country, "locale": c.locale}
+        customer_rows.append({**row, "created_at": now, "updated_at": now})
+    account_rows, account_counts = [], ImportCounts(created=0, updated=0, unchanged=0)
+    for (customer_id, account_id), (_, a) in plan.accounts.items():
+        values = a.columns()
+        before = existing_accounts.get((customer_id, account_id))
+        if before is not None and all(getattr(before, k) == v for k, v in values.items()):
+            account_counts.unchanged += 1
+            continue
+        account_counts.updated += before is not None
+        account_counts.created += before is None
+        row = {"customer_id": customer_id, "id": account_id, **values}
+        account_rows.append({**row, "created_at": now, "updated_at": now})
+
+    if progress:
+        progress(customers.unchanged + account_counts.unchanged)
+    await _upsert(session, Customer.__table__, ["id"], customer_rows, progress)  # type: ignore[arg-type]
+    await _upsert(session, SourceAccount.__table__, ["customer_id", "id"], account_rows, progress)  # type: ignore[arg-type]
+    await announce_connected(session, {str(row["customer_id"]) for row in account_rows})
+    return ImportOut(rows=plan.rows, customers=customers, accounts=account_counts)
+
+
+def _refuse_fixed_changes(plan: Plan, existing: dict[tuple[str, str], Any]) -> None:
+    errors = []
+    for key, (row, a) in plan.accounts.items():
+        before = existing.get(key)
+        if before is None or before.pushed_at is None:
+            continue
+        values = a.columns()
+        for column, name in FIXED_FIELDS:
+            if getattr(before, column) != values[column]:
+                errors.append(
+                    RowError(
+                        row.line,
+                        name,
+                        "cannot change: the account is already in the customer's "
+                        "bank feed and Codat keeps it; use a new account_id",
+                        "conflict",
+                        row.number,
+                    )
+                )
+    if errors:
+        raise ImportRejected(errors)
+
+
+async def _upsert(
+    session: AsyncSession,
+    table: Table,
+    keys: list[str],
+    rows: list[dict[str, Any]],
+    progress: Progress | None,
+) -> None:
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(table)
+    kept = set(keys) | {"created_at"}
+    updates = {c: insert.excluded[c] for c in rows[0] if c not in kept}
+    statement = insert.on_conflict_do_update(index_elements=keys, set_=updates)
+    for chunk in _chunks(rows, CHUNK):
+        await session.execute(statement, chunk)
+        if progress:
+            progress(len(chunk))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,1 +1,0 @@
-"""The operations API: customers, source accounts, bank-feed status, bulk import."""

@@ -1,0 +1,362 @@
+"""No answer before its commit: for every route that writes, a commit that fails gives the client
+a 5xx, and nothing is stored. (A commit after the response would tell the caller "saved".)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.events.catalog import EVENT_TYPES
+from app.events.outbox import emit_transactions
+from app.events.schemas import EndpointIn
+from app.main import create_app
+from app.models import (
+    BankFeed,
+    CodatEvent,
+    Customer,
+    EventDelivery,
+    EventEndpoint,
+    SourceAccount,
+    UsedConnectToken,
+)
+from tests.conftest import PUBLIC_BASE, Service, make_settings
+from tests.factories import add_account, add_customer
+from tests.ops_api import account_body, customer_with_accounts, with_bank_feed
+from tests.reliability.support import connect_token
+from tests.webhooks.support import connection_payload, envelope, seed_feed, signed_headers
+
+Request = Callable[[httpx.AsyncClient, Service], Awaitable[httpx.Response]]
+Setup = Callable[[Service], Awaitable[None]]
+Stored = Callable[[AsyncSession], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class WriteRoute:
+    method: str
+    path: str  # the route's template, as the app declares it
+    setup: Setup
+    send: Request
+    stored: Stored  # True when the write reached the database
+
+
+async def nothing(service: Service) -> None:
+    return None
+
+
+async def count(session: AsyncSession, model: type[Any]) -> int:
+    return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def customer_stored(session: AsyncSession) -> bool:
+    return await session.get(Customer, "cus-1") is not None
+
+
+async def customer_deleted(session: AsyncSession) -> bool:
+    return not await customer_stored(session)
+
+
+async def account_stored(session: AsyncSession) -> bool:
+    return await session.get(SourceAccount, ("cus-1", "acc-new")) is not None
+
+
+async def account_deleted(session: AsyncSession) -> bool:
+    return await session.get(SourceAccount, ("cus-1", "acc-0")) is None
+
+
+async def account_closed(session: AsyncSession) -> bool:
+    account = await session.get(SourceAccount, ("cus-1", "acc-0"))
+    return account is not None and account.closed_at is not None
+
+
+async def event_stored(session: AsyncSession) -> bool:
+    return await count(session, CodatEvent) > 0
+
+
+def ops(method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Request:
+    async def send(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+        everything = {**service.ops_headers, **(headers or {})}
+        return await client.request(method, path, headers=everything, **kwargs)
+
+    return send
+
+
+async def linked_feed_with_a_new_account(service: Service) -> None:
+    await with_bank_feed(service)
+    await add_account(service.sessions, "cus-1", "acc-new")
+
+
+async def a_handled_event(service: Service) -> None:
+    await seed_feed(service.sessions)
+    body = json.dumps(envelope("connection.connected", connection_payload("Linked"))).encode()
+    response = await service.client.post(
+        "/webhooks/codat", content=body, headers=signed_headers(body)
+    )
+    assert response.status_code == 202
+    assert await service.services.inbox_worker().run_once() == 1
+
+
+async def retry_the_event(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    async with service.sessions() as session:
+        event_id = await session.scalar(select(CodatEvent.id))
+    return await ops("POST", f"/ops/webhook-events/{event_id}/retry")(client, service)
+
+
+async def deliver(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    body = json.dumps(envelope("connection.connected", connection_payload("Linked"))).encode()
+    return await client.post("/webhooks/codat", content=body, headers=signed_headers(body))
+
+
+async def click_link(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    return await client.get("/connect-bank-feeds", params={"token": connect_token("cus-1")})
+
+
+async def click_form(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    return await client.post("/connect-bank-feeds", data={"token": connect_token("cus-1")})
+
+
+async def a_customer(service: Service) -> None:
+    await add_customer(service.sessions)
+
+
+async def click_stored(session: AsyncSession) -> bool:
+    return await count(session, UsedConnectToken) > 0 or await count(session, BankFeed) > 0
+
+
+async def refreshed(session: AsyncSession) -> bool:
+    feed = await session.get(BankFeed, "cus-1")
+    return feed is not None and feed.last_refreshed_at is not None
+
+
+async def new_account_pushed(session: AsyncSession) -> bool:
+    account = await session.get(SourceAccount, ("cus-1", "acc-new"))
+    return account is not None and account.pushed_at is not None
+
+
+async def requeued(session: AsyncSession) -> bool:
+    [status] = (await session.execute(select(CodatEvent.status))).scalars()
+    return bool(status == "pending")
+
+
+async def an_endpoint(service: Service) -> None:
+    body = EndpointIn.model_validate(
+        {"url": "https://bank.test/hooks", "event_types": list(EVENT_TYPES)}
+    )
+    await service.services.events.put_endpoint("host-app", body)
+
+
+async def a_failed_delivery(service: Service) -> None:
+    await an_endpoint(service)
+    await add_customer(service.sessions, accounts=0)
+    async with service.sessions() as session:
+        await emit_transactions(session, "pushed", "cus-1", "acc-0", ["txn-1"])
+        await session.execute(update(EventDelivery).values(status="failed", attempts=9))
+        await session.commit()
+
+
+async def redeliver(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    async with service.sessions() as session:
+        delivery_id = await session.scalar(select(EventDelivery.id))
+    return await ops("POST", f"/ops/event-deliveries/{delivery_id}/redeliver")(client, service)
+
+
+async def endpoint_stored(session: AsyncSession) -> bool:
+    return await session.get(EventEndpoint, "host-app") is not None
+
+
+async def endpoint_deleted(session: AsyncSession) -> bool:
+    return not await endpoint_stored(session)
+
+
+async def secret_rotated(session: AsyncSession) -> bool:
+    endpoint = await session.get(EventEndpoint, "host-app")
+    return endpoint is not None and endpoint.previous_secret is not None
+
+
+async def redelivery_queued(session: AsyncSession) -> bool:
+    [status] = (await session.execute(select(EventDelivery.status))).scalars()
+    return bool(status == "pending")
+
+
+CSV = "customer_id,name,country\ncus-1,Acme Plumbing LLC,US\n"
+ENDPOINT = {"url": "https://bank.test/hooks", "event_types": ["customer.connected"]}
+
+WRITE_ROUTES = [
+    WriteRoute(
+        "PUT",
+        "/ops/customers/{customer_id}",
+        nothing,
+        ops("PUT", "/ops/customers/cus-1", json={"name": "Acme", "country": "US"}),
+        customer_stored,
+    ),
+    WriteRoute(
+        "DELETE",
+        "/ops/customers/{customer_id}",
+        with_bank_feed,
+        ops("DELETE", "/ops/customers/cus-1", params={"purge": "true"}),
+        customer_deleted,
+    ),
+    WriteRoute(
+        "PUT",
+        "/ops/customers/{customer_id}/accounts/{account_id}",
+        with_bank_feed,
+        ops("PUT", "/ops/customers/cus-1/accounts/acc-new", json=account_body()),
+        account_stored,
+    ),
+    WriteRoute(
+        "DELETE",
+        "/ops/customers/{customer_id}/accounts/{account_id}",
+        customer_with_accounts,
+        ops("DELETE", "/ops/customers/cus-1/accounts/acc-0"),
+        account_deleted,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/customers/{customer_id}/accounts/{account_id}:close",
+        with_bank_feed,
+        ops("POST", "/ops/customers/cus-1/accounts/acc-0:close"),
+        account_closed,
+    ),
+    WriteRoute(
+        "GET",
+        "/ops/customers/{customer_id}/bank-feed",
+        with_bank_feed,
+        ops("GET", "/ops/customers/cus-1/bank-feed", params={"refresh": "true"}),
+        refreshed,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/customers/{customer_id}/bank-feed/sync",
+        linked_feed_with_a_new_account,
+        ops("POST", "/ops/customers/cus-1/bank-feed/sync"),
+        new_account_pushed,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/customers:import",
+        nothing,
+        ops("POST", "/ops/customers:import", {"content-type": "text/csv"}, content=CSV),
+        customer_stored,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/webhook-events/{event_id}/retry",
+        a_handled_event,
+        retry_the_event,
+        requeued,
+    ),
+    WriteRoute(
+        "PUT",
+        "/ops/event-endpoints/{name}",
+        nothing,
+        ops("PUT", "/ops/event-endpoints/host-app", json=ENDPOINT),
+        endpoint_stored,
+    ),
+    WriteRoute(
+        "DELETE",
+        "/ops/event-endpoints/{name}",
+        an_endpoint,
+        ops("DELETE", "/ops/event-endpoints/host-app"),
+        endpoint_deleted,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/event-endpoints/{name}/rotate-secret",
+        an_endpoint,
+        ops("POST", "/ops/event-endpoints/host-app/rotate-secret"),
+        secret_rotated,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/event-deliveries/{delivery_id}/redeliver",
+        a_failed_delivery,
+        redeliver,
+        redelivery_queued,
+    ),
+    WriteRoute("POST", "/webhooks/codat", nothing, deliver, event_stored),
+    WriteRoute("GET", "/connect-bank-feeds", a_customer, click_link, click_stored),
+    WriteRoute("POST", "/connect-bank-feeds", a_customer, click_form, click_stored),
+]
+# Routes that write nothing, though their method could. (The demo host app keeps the events it
+# receives in memory, as a page of its own would.)
+READ_ONLY = {
+    ("POST", "/ops/customers/{customer_id}/connect-url"),
+    ("POST", "/demo/events"),
+}
+
+
+class FailingCommits:
+    """While `failing`, every commit raises as a database that went away would."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.refused = 0
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        self.failing = True
+        try:
+            yield
+        finally:
+            self.failing = False
+
+
+@pytest.fixture
+def commits(monkeypatch: pytest.MonkeyPatch) -> FailingCommits:
+    switch = FailingCommits()
+    real = AsyncSession.commit
+
+    async def commit(self: AsyncSession) -> None:
+        if switch.failing:
+            switch.refused += 1
+            raise OperationalError("COMMIT", None, RuntimeError("the database went away"))
+        await real(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+    return switch
+
+
+@pytest.fixture
+async def raw_client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sees the 500 the server sends, as a browser or Codat would."""
+    transport = httpx.ASGITransport(app=service.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE) as client:
+        yield client
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+async def test_a_failed_commit_is_a_5xx_and_stores_nothing(
+    service: Service, commits: FailingCommits, raw_client: httpx.AsyncClient, route: WriteRoute
+) -> None:
+    await route.setup(service)
+    with commits.on():
+        response = await route.send(raw_client, service)
+    assert 500 <= response.status_code < 600, (response.status_code, response.text)
+    assert commits.refused >= 1
+    async with service.sessions() as session:
+        assert not await route.stored(session)
+
+
+def test_every_route_that_writes_is_covered() -> None:
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"), run_background=False)
+    writing = {
+        (method, route.path)
+        for route in iter_route_contexts(app.routes)
+        for method in route.methods or ()
+        if method in ("POST", "PUT", "PATCH", "DELETE")
+    }
+    covered = {(r.method, r.path) for r in WRITE_ROUTES}
+    assert writing - covered == READ_ONLY
+    assert covered - writing == {
+        ("GET", "/ops/customers/{customer_id}/bank-feed"),  # with refresh=true
+        ("GET", "/connect-bank-feeds"),  # a click
+    }
