@@ -214,7 +214,7 @@ async def _codat_key(codat: CodatClient, name: str, where: str, fix: str) -> Che
     try:
         await codat.list_companies(page_size=1)
     except CodatUnauthorized:
-        return Check(name, False, f"{where} refused the key (401)", fix)
+        return Check(name, False, f"{where} refused the key, given as {codat.key_form} (401)", fix)
     except CodatError as exc:
         detail = f"{where} answered {exc.status}" if exc.status else f"cannot reach {where}"
         return Check(
@@ -224,7 +224,7 @@ async def _codat_key(codat: CodatClient, name: str, where: str, fix: str) -> Che
             "check CODAT_BASE_URL, "
             "the network path to Codat, and status.codat.io; then run doctor again",
         )
-    return Check(name, True, f"{where} accepts it")
+    return Check(name, True, f"{where} accepts it (given as {codat.key_form})")
 
 
 async def _integration(codat: CodatClient, name: str) -> Check:

@@ -3,7 +3,6 @@ record, as text or (LOG_FORMAT=json) as a JSON object, with the request id when 
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from collections.abc import Iterable
@@ -13,6 +12,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from app import request_ids
+from app.codat.client import authorization_header
 from app.settings import SANDBOX_API_KEY, Settings
 
 LogFormat = Literal["text", "json"]
@@ -24,10 +24,11 @@ _LINK = re.compile(r"(otp=)[^&\s\"']+|(/start\?)[^\s\"']+", re.IGNORECASE)
 
 def redaction_list(settings: Settings) -> list[str]:
     """Every value no log line or stored error may show: the secrets, the sandbox's key, and
-    the Codat key as its Authorization header carries it (base64)."""
+    the Codat key as its Authorization header carries it (base64), however it was given."""
     values = [SANDBOX_API_KEY, *settings.secret_values()]
     if settings.codat_api_key is not None:
-        values.append(base64.b64encode(settings.codat_api_key.get_secret_value().encode()).decode())
+        header, _ = authorization_header(settings.codat_api_key.get_secret_value())
+        values.append(header.removeprefix("Basic "))
     return values
 
 

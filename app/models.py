@@ -87,6 +87,8 @@ class SourceAccount(Base):
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sync_error: Mapped[str | None] = mapped_column(Text)
+    # Closed by us (`:close`): Codat's status set to disconnected, for good.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="source_accounts", lazy="raise")
 
@@ -116,10 +118,15 @@ class BankFeed(Base):
     connection_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     company_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     connection_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The Idempotency-Key of the create in flight: a later click sends the same one, so a
+    # create Codat is still working on (or finished, the answer lost) is never made twice.
+    company_request_key: Mapped[str | None] = mapped_column(String(64))
+    connection_request_key: Mapped[str | None] = mapped_column(String(64))
     linked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_webhook_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lock_owner: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -180,6 +187,18 @@ class CodatEvent(Base):
             "status in ('pending', 'handled', 'ignored', 'unmatched', 'failed')", name="status"
         ),
     )
+
+
+class CodatQuotaDay(Base):
+    """Codat's daily quota as all replicas see it: background requests spent, last headers."""
+
+    __tablename__ = "codat_quota_days"
+
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)  # UTC, as Codat resets
+    background_used: Mapped[int] = mapped_column(Integer, default=0)
+    daily_limit: Mapped[int | None] = mapped_column(Integer)  # X-Rate-Limit-Limit
+    remaining: Mapped[int | None] = mapped_column(Integer)  # X-Rate-Limit-Remaining
+    remaining_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class UsedConnectToken(Base):

@@ -114,6 +114,8 @@ class Services:
             budget_per_minute=settings.reconciler_budget_per_minute,
             interval_seconds=settings.reconciler_interval_seconds,
             retry_budget_seconds=settings.background_retry_budget_seconds,
+            quota_share=settings.reconciler_quota_share,
+            poll_while_webhooks_healthy=settings.reconciler_poll_while_webhooks_healthy,
         )
 
     def event_worker(self, **overrides: Any) -> EventWorker:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     reconciler_pending_interval_seconds: float = Field(default=15.0, gt=0)
     reconciler_pending_window_seconds: float = Field(default=3600.0, ge=0)
     reconciler_linked_interval_seconds: float = Field(default=21600.0, gt=0)
+    # Background work's share of Codat's daily quota, counted across replicas; clicks get the rest.
+    reconciler_quota_share: float = Field(default=0.25, gt=0, le=1)
+    reconciler_poll_while_webhooks_healthy: bool = False
 
     # Webhook inbox worker and where background work runs: `in-process` in each service
     # process, `off` to leave it to `bankfeeds worker` (several web replicas).

@@ -75,6 +75,11 @@ async def account_deleted(session: AsyncSession) -> bool:
     return await session.get(SourceAccount, ("cus-1", "acc-0")) is None
 
 
+async def account_closed(session: AsyncSession) -> bool:
+    account = await session.get(SourceAccount, ("cus-1", "acc-0"))
+    return account is not None and account.closed_at is not None
+
+
 async def event_stored(session: AsyncSession) -> bool:
     return await count(session, CodatEvent) > 0
 
@@ -263,6 +268,13 @@ WRITE_ROUTES = [
         customer_with_accounts,
         ops("DELETE", "/ops/customers/cus-1/accounts/acc-0"),
         account_deleted,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/customers/{customer_id}/accounts/{account_id}:close",
+        with_bank_feed,
+        ops("POST", "/ops/customers/cus-1/accounts/acc-0:close"),
+        account_closed,
     ),
     WriteRoute(
         "GET",

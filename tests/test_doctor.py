@@ -197,12 +197,17 @@ def test_codat_key_refused(database_url: str) -> None:
         "Codat integration 'hcws'",
         "Codat webhook consumer",
     }
-    assert "refused the key (401)" in found["Codat API key"].detail
+    assert "refused the key, given as the raw API key (401)" in found["Codat API key"].detail
     assert "Developers > API keys" in (found["Codat API key"].fix or "")
     assert found["Codat integration 'hcws'"].detail == "not checked"
     assert found["Codat webhook consumer"].detail == "not checked"
     accepted = checks(database_url, transport, codat_api_key=SecretStr(SANDBOX_API_KEY))
     assert failed(accepted) == set()
+    assert "(given as the raw API key)" in accepted["Codat API key"].detail
+    header = "Basic " + base64.b64encode(SANDBOX_API_KEY.encode()).decode()  # as the Portal shows
+    ready_made = checks(database_url, transport, codat_api_key=SecretStr(header))
+    assert failed(ready_made) == set()
+    assert "(given as the ready-made Basic header)" in ready_made["Codat API key"].detail
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
 """The polling fallback for missed webhooks: refresh bank feeds whose state can still move.
 
-A feed is due when `next_reconcile_at` has passed. `PendingAuth` feeds are refreshed often for
-a while after a click, `Linked` ones rarely, others not at all (only a click moves them). The
-reconciler stays within a Codat request budget per minute, holds the customer's lease while it
-refreshes, pauses while Codat's rate limit is in force, and backs off when Codat fails.
+A feed is due when `next_reconcile_at` has passed. `PendingAuth` feeds are refreshed with a
+backoff after a click (15 s, 15 s, 30 s, 1 min, ... up to `pending_window`), `Linked` ones
+rarely, others not at all (only a click moves them), and none that no click or webhook has
+touched for a week. While webhooks are healthy nothing is polled. The reconciler stays within
+its share of Codat's daily quota (counted in the database across replicas) and a request budget
+per minute, holds the customer's lease while it refreshes, pauses while Codat's rate limit is in
+force, and backs off when Codat fails.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
-from app.bank_feeds import rate_limit
+from app.bank_feeds import quota, rate_limit
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.refresh import refresh_bank_feed
 from app.bank_feeds.statuses import LINKED, PENDING_AUTH, Announce
+from app.bank_feeds.webhook_health import webhooks_healthy
 from app.codat.client import CodatClient, retry_budget
 from app.codat.errors import CodatError, CodatRateLimited
 from app.db import utcnow
@@ -39,13 +43,15 @@ MIN_SLEEP_SECONDS = 1.0
 FEED_ERROR_DELAY = timedelta(minutes=10)
 SWEEP_MARGIN = timedelta(seconds=5)
 SWEEP_BATCH = 500
+QUOTA_WAIT = timedelta(minutes=15)  # the share is spent: look again later (a new day resets)
 
 
 @dataclass(frozen=True)
 class Cadence:
-    pending_interval: timedelta = timedelta(seconds=15)
-    pending_window: timedelta = timedelta(hours=1)
+    pending_interval: timedelta = timedelta(seconds=15)  # the first PendingAuth wait
+    pending_window: timedelta = timedelta(hours=1)  # the longest PendingAuth wait
     linked_interval: timedelta = timedelta(hours=6)
+    untouched_after: timedelta = timedelta(days=7)  # then no more polling until touched
 
     def next_reconcile(self, feed: BankFeed, now: datetime) -> datetime | None:
         """When the feed should next be read from Codat; None when only a click can move it."""
@@ -55,14 +61,17 @@ class Cadence:
             (t for t in (feed.last_click_at, feed.connection_requested_at, feed.created_at) if t),
             default=now,
         )
+        touched = max(anchor, feed.last_webhook_at or anchor, feed.linked_at or anchor)
+        if now - touched >= self.untouched_after:
+            return None  # nobody has clicked and Codat has said nothing for a week
+        base = max(feed.last_refreshed_at or anchor, anchor)
         if feed.connection_status == PENDING_AUTH:
-            recent = now - anchor < self.pending_window
-            interval = self.pending_interval if recent else self.linked_interval
+            # Wait as long again as since the click: 15 s, 15 s, 30 s, 1 min, ... capped.
+            interval = min(max(base - anchor, self.pending_interval), self.pending_window)
         elif feed.connection_status == LINKED:
             interval = self.linked_interval
         else:
             return None  # Unlinked, Deauthorized: only the customer's next click changes that
-        base = max(feed.last_refreshed_at or anchor, anchor)
         return base + interval
 
 
@@ -73,6 +82,8 @@ class ReconcileReport:
     busy: list[str] = field(default_factory=list)
     paused_until: datetime | None = None
     out_of_budget: bool = False
+    out_of_quota: bool = False  # background's share of Codat's daily quota is spent
+    webhooks_healthy: bool = False  # nothing polled: webhooks tell us what changes
 
     def record(self) -> None:
         """Count this round in the metrics."""
@@ -91,6 +102,8 @@ class Reconciler:
         budget_per_minute: int = 60,
         interval_seconds: float = 30.0,
         retry_budget_seconds: float = 30.0,
+        quota_share: float = quota.DEFAULT_SHARE,
+        poll_while_webhooks_healthy: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -100,13 +113,16 @@ class Reconciler:
         self.budget_per_minute = budget_per_minute
         self.interval = timedelta(seconds=interval_seconds)
         self.retry_budget_seconds = retry_budget_seconds
+        self.quota_share = quota_share
+        self.poll_while_webhooks_healthy = poll_while_webhooks_healthy
+        self.background_requests = 0  # spent from the quota share by this process
         self.clock = clock
         self.owner = f"reconciler:{uuid.uuid4().hex[:12]}"
         self.lease_ttl = timedelta(seconds=retry_budget_seconds + 30)
         self.requests: deque[datetime] = deque()  # Codat requests made, for the budget
         self.failures = 0
         self.resume_at: datetime | None = None  # after Codat failures
-        self.swept_at: datetime | None = None
+        self.swept_at: datetime | None = None  # on the database's clock, as `updated_at` is
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -135,6 +151,11 @@ class Reconciler:
             report.paused_until = await rate_limit.paused_until(session, now)
         if report.paused_until is not None:
             return report
+        if not self.poll_while_webhooks_healthy:
+            async with self.sessions() as session:
+                report.webhooks_healthy = await webhooks_healthy(session, now)
+            if report.webhooks_healthy:
+                return report
         room = self.budget_left(now) // REQUESTS_PER_REFRESH
         if room <= 0:
             report.out_of_budget = True
@@ -195,7 +216,23 @@ class Reconciler:
                 await feeds.release_lease(session, customer_id, self.owner)
                 await session.commit()
 
+    async def _take_quota(self, report: ReconcileReport) -> bool:
+        """Today's background share of Codat's quota, for one refresh; False when it is spent."""
+        now = self.clock()
+        async with self.sessions() as session:
+            await quota.note_seen(session, self.codat.rate_limit, now)
+            granted = await quota.try_spend(session, now, REQUESTS_PER_REFRESH, self.quota_share)
+            await session.commit()
+        if granted:
+            self.background_requests += REQUESTS_PER_REFRESH
+        else:
+            report.out_of_quota = True
+        return granted
+
     async def _refresh(self, customer_id: str, report: ReconcileReport) -> bool:
+        if not await self._take_quota(report):
+            await self._postpone(customer_id, QUOTA_WAIT)
+            return False  # the clicks keep the rest of today's quota
         now = self.clock()
         self.requests.extend([now] * REQUESTS_PER_REFRESH)
         try:
@@ -206,6 +243,7 @@ class Reconciler:
                     )
                 feed = await session.get(BankFeed, customer_id)
                 if feed is not None:
+                    feed.last_refreshed_at = self.clock()  # the cadence runs on our clock
                     feed.next_reconcile_at = (
                         None
                         if result.connection_missing  # only a click can make a new one
@@ -270,6 +308,7 @@ class Reconciler:
         is only ever brought forward here; a refresh sets the next one.
         """
         now = self.clock()
+        sweep_started = utcnow()  # `updated_at` is written on this clock, whatever `self.clock`
         changed = 0
         condition: ColumnElement[bool]
         if self.swept_at is None:
@@ -309,5 +348,5 @@ class Reconciler:
             if len(rows) < SWEEP_BATCH:
                 break
             after = rows[-1].customer_id
-        self.swept_at = now
+        self.swept_at = sweep_started
         return changed

@@ -1,7 +1,8 @@
 """The one vocabulary of a bank feed's state, and what it asks of the customer.
 
 Connection statuses are Codat's; account statuses are Codat's plus `not_pushed`, ours for an
-account Codat does not have yet. Each word is spelled here once; the rest of the code uses these
+account Codat does not have yet, and `closed`, ours for an account closed in the bank feed (Codat
+marks it disconnected, for good). Each word is spelled here once; the rest of the code uses these
 names, and the ops API's schemas list these values.
 """
 
@@ -20,10 +21,10 @@ CONNECTION_STATUSES: tuple[ConnectionStatus, ...] = get_args(ConnectionStatus)
 PENDING_AUTH, LINKED, UNLINKED, DEAUTHORIZED = CONNECTION_STATUSES
 
 AccountStatus = Literal[
-    "not_pushed", "pending", "connecting", "connected", "disconnected", "unknown"
+    "not_pushed", "pending", "connecting", "connected", "disconnected", "closed", "unknown"
 ]
 ACCOUNT_STATUSES: tuple[AccountStatus, ...] = get_args(AccountStatus)
-NOT_PUSHED, PENDING, CONNECTING, CONNECTED, DISCONNECTED, UNKNOWN = ACCOUNT_STATUSES
+NOT_PUSHED, PENDING, CONNECTING, CONNECTED, DISCONNECTED, CLOSED, UNKNOWN = ACCOUNT_STATUSES
 
 # Called with a customer's id in the transaction that may have changed their statuses, before
 # it commits: the host app's events are stored with the change (`app.events.outbox.announce`,
@@ -60,6 +61,8 @@ def live_connection(feed: BankFeed | None) -> tuple[str, str] | None:
 
 
 def account_status(account: SourceAccount) -> str:
+    if account.closed_at is not None:
+        return CLOSED
     if account.pushed_at is None:
         return NOT_PUSHED
     return account.codat_status or UNKNOWN
@@ -67,6 +70,7 @@ def account_status(account: SourceAccount) -> str:
 
 def account_status_sql() -> ColumnElement[str]:
     return case(
+        (SourceAccount.closed_at.is_not(None), CLOSED),
         (SourceAccount.pushed_at.is_(None), NOT_PUSHED),
         else_=func.coalesce(SourceAccount.codat_status, UNKNOWN),
     )

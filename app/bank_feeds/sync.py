@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from app.bank_feeds import writes
 from app.bank_feeds.statuses import CONNECTED, PENDING, UNKNOWN
 from app.codat.client import CodatClient
-from app.codat.errors import CodatConflict, CodatError, CodatNotFound
+from app.codat.errors import CodatError, CodatNotFound
 from app.codat.mapper import fields_sent, source_account_create, source_account_update
+from app.codat.models import BatchItem
 from app.codat.models import SourceAccount as CodatSourceAccount
 from app.db import utcnow
+from app.errors import CodatRefused
 from app.models import SourceAccount
 
 Target = tuple[str, str]  # the company and connection an account goes to
@@ -110,10 +113,13 @@ async def create_missing(
     missing = [a for a in accounts if not a.is_pushed]
     if not missing:
         return report
-    items = await codat.create_source_accounts(*target, [source_account_create(a) for a in missing])
+    items = await writes.create_source_accounts(
+        codat, *target, [source_account_create(a) for a in missing]
+    )
     report.codat_calls += 1
     by_id = {a.id: a for a in missing}
     now = utcnow()
+    held = await _held_by_codat(codat, target, items)
     for item in items:
         account = by_id.get(item.source_account_id)
         if account is None:
@@ -122,12 +128,26 @@ async def create_missing(
             mark_pushed(account, now, item.result.account)
             report.created.append(account.id)
         elif item.already_exists:
-            mark_pushed(account, now, None)
+            # Codat's copy, not ours, is what was pushed: a rename made since differs from it
+            # and is PATCHed next.
+            mark_pushed(account, now, held.get(account.id))
             report.already_in_codat.append(account.id)
         else:
             account.sync_error = f"{item.result.status_code}: {item.result.error or 'refused'}"
             report.failed[account.id] = account.sync_error
     return report
+
+
+async def _held_by_codat(
+    codat: CodatClient, target: Target, items: Sequence[BatchItem]
+) -> dict[str, CodatSourceAccount]:
+    """What Codat holds of accounts it said it already had (read once, only if needed)."""
+    exists = [i for i in items if i.already_exists]
+    held = {i.source_account_id: i.result.account for i in exists if i.result.account}
+    if len(held) < len(exists):
+        listed = await codat.list_source_accounts(*target)
+        held.update({a.id: a for a in listed})
+    return {k: v for k, v in held.items() if v is not None}
 
 
 async def patch_account(codat: CodatClient, target: Target, account: SourceAccount) -> list[str]:
@@ -138,7 +158,7 @@ async def patch_account(codat: CodatClient, target: Target, account: SourceAccou
     fields = fields_sent(update)
     if not fields:
         return []
-    seen = await codat.update_source_account(*target, update)
+    seen = await writes.update_source_account(codat, *target, update)
     account.pushed_account_name = account.account_name
     if update.balance is not None:
         account.pushed_balance = account.balance
@@ -150,7 +170,8 @@ async def patch_account(codat: CodatClient, target: Target, account: SourceAccou
 async def update_changed(
     codat: CodatClient, target: Target, accounts: Sequence[SourceAccount], report: PushReport
 ) -> None:
-    """PATCH renamed accounts (and balances of accounts not yet connected), in parallel."""
+    """PATCH renamed accounts (and balances of accounts not yet connected), in parallel: at
+    most 10 at a time for the company, as the client allows."""
     changed = [a for a in accounts if needs_rename(a) or needs_balance(a)]
     if not changed:
         return
@@ -198,18 +219,29 @@ async def push_account(codat: CodatClient, target: Target, account: SourceAccoun
 
 
 async def _create(codat: CodatClient, target: Target, account: SourceAccount) -> AccountPush:
+    """Through the batch endpoint, whose per-account 409 is documented (the single create's
+    answer to a duplicate is not)."""
     body = source_account_create(account)
-    try:
-        seen = await codat.create_source_account(*target, body)
-    except CodatConflict:
-        # Codat has it already (an earlier answer was lost): adopt it, then align it.
-        listed = await codat.list_source_accounts(*target)
-        existing = next((a for a in listed if a.id == account.id), None)
+    [item] = await writes.create_source_accounts(codat, *target, [body])
+    if item.already_exists:
+        # Codat has it already (an earlier answer was lost): compare what it holds with ours,
+        # then align it, so a rename made since is not lost.
+        existing = item.result.account or next(
+            (a for a in await codat.list_source_accounts(*target) if a.id == account.id), None
+        )
         if existing is None:
-            raise
+            raise CodatRefused(
+                f"Codat says account {account.id!r} already exists but does not list it; "
+                "nothing was changed."
+            )
         mark_pushed(account, utcnow(), existing)
         return AccountPush("already_in_codat", await patch_account(codat, target, account))
-    mark_pushed(account, utcnow(), seen)
+    if not item.created:
+        raise CodatRefused(
+            f"Codat refused account {account.id!r} with status {item.result.status_code}: "
+            f"{(item.result.error or 'refused')[:300]}; nothing was changed."
+        )
+    mark_pushed(account, utcnow(), item.result.account)
     return AccountPush("created", fields_sent(body))
 
 

@@ -8,9 +8,12 @@ import contextlib
 import contextvars
 import logging
 import random
+import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -20,11 +23,16 @@ from pydantic import TypeAdapter
 
 from app.codat import telemetry
 from app.codat.errors import (
+    CodatConflict,
     CodatConnectionError,
     CodatError,
     CodatRateLimited,
+    CodatStillProcessing,
     CodatTimeout,
+    CodatUnexpectedResponse,
+    CodatWriteUnconfirmed,
     error_for_status,
+    is_still_processing,
 )
 from app.codat.models import (
     PLATFORM_KEY_QBO_BANK_FEEDS,
@@ -39,6 +47,7 @@ from app.codat.models import (
     SourceAccount,
     SourceAccountCreate,
     SourceAccountUpdate,
+    datetime_or_none,
     wire,
 )
 from app.codat.webhook_consumers import (
@@ -53,7 +62,12 @@ M = TypeVar("M")
 Transport = httpx.AsyncBaseTransport
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+WRITE_METHODS = frozenset({"POST", "PATCH"})  # the ones Codat's idempotency covers
 MAX_ATTEMPTS = 6
+MAX_IN_PROGRESS_WAITS = 20  # 409 "still being processed": waits on the first request
+IN_PROGRESS_WAIT_CAP = 2.0
+CONCURRENT_REQUESTS_PER_COMPANY = 10  # Codat's limit per company
+_COMPANY_PATH = re.compile(r"^/companies/([^/?]+)")
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 8.0
 RETRY_AFTER_CAP = 60.0
@@ -98,6 +112,61 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))  # full jitter
 
 
+def new_idempotency_key() -> str:
+    return str(uuid.uuid4())
+
+
+def authorization_header(api_key: str) -> tuple[str, str]:
+    """The `Authorization` value for a key as the Portal shows it: raw, or the ready-made
+    `Basic <base64>` header. Returns (header, which form was given)."""
+    key = api_key.strip()
+    scheme, _, rest = key.partition(" ")
+    if scheme.lower() == "basic" and rest.strip():
+        return "Basic " + rest.strip(), "the ready-made Basic header"
+    return "Basic " + base64.b64encode(key.encode()).decode(), "the raw API key"
+
+
+@dataclass(frozen=True)
+class RateLimitSeen:
+    """Codat's `X-Rate-Limit-*` headers on the last answer that carried them."""
+
+    limit: int | None
+    remaining: int
+    at: datetime
+    reset: datetime | None  # X-Rate-Limit-Reset: when this count starts again (00:00 UTC)
+
+
+class _CompanySlots:
+    """At most `limit` requests in flight per Codat company, as Codat allows."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, path: str) -> AsyncIterator[None]:
+        match = _COMPANY_PATH.match(path)
+        if match is None:
+            yield
+            return
+        company = match.group(1)
+        semaphore, users = self._slots.get(company, (asyncio.Semaphore(self.limit), 0))
+        self._slots[company] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._slots[company]
+            if users <= 1:
+                del self._slots[company]
+            else:
+                self._slots[company] = (semaphore, users - 1)
+
+    def in_use(self, company_id: str) -> int:
+        entry = self._slots.get(company_id)
+        return 0 if entry is None else self.limit - entry[0]._value
+
+
 class CodatClient:
     """Typed methods for the Codat endpoints the product uses. Never logs bodies or keys."""
 
@@ -110,7 +179,7 @@ class CodatClient:
         max_connections: int = 50,
         transport: Transport | None = None,
     ) -> None:
-        auth = "Basic " + base64.b64encode(api_key.encode()).decode()
+        auth, self.key_form = authorization_header(api_key)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": auth, "Accept": "application/json"},
@@ -121,6 +190,8 @@ class CodatClient:
             transport=transport,
             follow_redirects=False,
         )
+        self._slots = _CompanySlots(CONCURRENT_REQUESTS_PER_COMPANY)
+        self.rate_limit: RateLimitSeen | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -134,11 +205,30 @@ class CodatClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
-        headers = {}
-        if method in ("POST", "PATCH"):
-            headers["Idempotency-Key"] = str(uuid.uuid4())  # the same key on every retry
-        attempt = 0
+        """One Codat call, retried within the budget.
+
+        A POST or PATCH carries an Idempotency-Key. The same key is sent again only where Codat
+        would replay a success: after a transport error, a timeout or a 429 (which Codat does not
+        keep), and after a 409 saying the first request is still running. A 5xx to a write is
+        kept by Codat under its key, so it ends here as `CodatWriteUnconfirmed`.
+        """
+        write = method in WRITE_METHODS
+        headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()} if write else {}
+        async with self._slots.hold(path):
+            return await self._attempts(method, path, json, params, headers, write)
+
+    async def _attempts(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str],
+        write: bool,
+    ) -> httpx.Response:
+        attempt = waits = 0
         while True:
             started = time.monotonic()
             remaining = _remaining()
@@ -166,15 +256,30 @@ class CodatClient:
                 error.__cause__ = exc
                 wait = _backoff(attempt)
             else:
-                failed = self._error(method, path, response) if response.is_error else None
+                failed = (
+                    self._error(method, path, response, write=write) if response.is_error else None
+                )
                 telemetry.answered(method, path, response, time.monotonic() - started, failed)
+                self._note_rate_limit(response)
                 if failed is None:
                     return response
                 error = failed
+                if isinstance(error, CodatStillProcessing):
+                    waits += 1
+                    wait = min(IN_PROGRESS_WAIT_CAP, BACKOFF_BASE * 1.5**waits)
+                    if waits > MAX_IN_PROGRESS_WAITS or wait >= _remaining():
+                        raise error
+                    log.info("codat %s %s: still being processed; waiting", method, path)
+                    await asyncio.sleep(wait)
+                    continue
+                if isinstance(error, CodatWriteUnconfirmed):
+                    raise error  # replayed as it is under this key: the caller reads back
                 if response.status_code not in RETRY_STATUSES:
                     raise error
                 wait = (
-                    min(error.retry_after, RETRY_AFTER_CAP)
+                    # Spread out: every replica's request refused at once must not come back
+                    # at once (Codat counts 10 in flight per company across all of them).
+                    min(error.retry_after, RETRY_AFTER_CAP) + _backoff(attempt)
                     if error.retry_after is not None
                     else _backoff(attempt)
                 )
@@ -184,26 +289,41 @@ class CodatClient:
             telemetry.retrying(method, path, error, attempt, wait)
             await asyncio.sleep(wait)
 
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        remaining = _header_int(response, "x-rate-limit-remaining")
+        if remaining is not None:
+            limit = _header_int(response, "x-rate-limit-limit")
+            reset = datetime_or_none(response.headers.get("x-rate-limit-reset"))
+            self.rate_limit = RateLimitSeen(limit, remaining, datetime.now(UTC), reset)
+
     @staticmethod
-    def _error(method: str, path: str, response: httpx.Response) -> CodatError:
+    def _error(
+        method: str, path: str, response: httpx.Response, *, write: bool = False
+    ) -> CodatError:
         body: Any = None
         with contextlib.suppress(ValueError):
             body = response.json()
         info = body if isinstance(body, dict) else {}
         detail = str(info.get("error") or response.reason_phrase or "error")[:300]
-        cls = error_for_status(response.status_code)
+        status = response.status_code
+        cls = error_for_status(status)
+        if status == 409 and is_still_processing(body):
+            cls = CodatStillProcessing
+        elif write and status in RETRY_STATUSES and status != 429:
+            cls = CodatWriteUnconfirmed
         retry_after = _retry_after_seconds(response)
+        correlation_id = info.get("correlationId")
         return cls(
             f"{method} {path}: {detail}",
-            status=response.status_code,
-            correlation_id=info.get("correlationId"),
+            status=status,
+            correlation_id=correlation_id if isinstance(correlation_id, str) else None,
             body=body,
             retry_after=retry_after if cls is CodatRateLimited or retry_after else None,
         )
 
     async def _call(self, model: Any, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._request(method, path, **kwargs)
-        return TypeAdapter(model).validate_python(response.json())
+        return _read(model, method, path, response)
 
     # --- companies -----------------------------------------------------------------------
 
@@ -213,9 +333,12 @@ class CodatClient:
         *,
         tags: dict[str, str] | None = None,
         description: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Company:
         body = CompanyCreate(name=name, tags=tags or {}, description=description)
-        return await self._call(Company, "POST", "/companies", json=wire(body))
+        return await self._call(
+            Company, "POST", "/companies", json=wire(body), idempotency_key=idempotency_key
+        )
 
     async def list_companies(
         self,
@@ -248,6 +371,8 @@ class CodatClient:
         self,
         company_id: str,
         platform_key: str = PLATFORM_KEY_QBO_BANK_FEEDS,
+        *,
+        idempotency_key: str | None = None,
     ) -> Connection:
         body = ConnectionCreate(platform_key=platform_key)
         return await self._call(
@@ -255,6 +380,7 @@ class CodatClient:
             "POST",
             self._connections(company_id),
             json=wire(body),
+            idempotency_key=idempotency_key,
         )
 
     async def get_connection(self, company_id: str, connection_id: str) -> Connection:
@@ -296,13 +422,15 @@ class CodatClient:
         company_id: str,
         connection_id: str,
         account: SourceAccountCreate,
-    ) -> SourceAccount:
-        return await self._call(
-            SourceAccount,
-            "POST",
-            self._accounts(company_id, connection_id),
-            json=wire(account),
-        )
+    ) -> BatchItem:
+        """One account, through the batch endpoint: its per-account 409 is documented, the
+        single create's answer to a duplicate is not."""
+        path = self._accounts(company_id, connection_id) + "/batch"
+        items = await self.create_source_accounts(company_id, connection_id, [account])
+        item = next((i for i in items if i.source_account_id == account.id), None)
+        if item is None:
+            raise CodatUnexpectedResponse(f"POST {path}: no result for the account sent")
+        return item
 
     async def create_source_accounts(
         self,
@@ -315,11 +443,17 @@ class CodatClient:
         body = [wire(a) for a in accounts]
         try:
             response = await self._request("POST", path, json=body)
-        except CodatError as exc:
-            if exc.status == 409 and isinstance(exc.body, list):
+        except CodatConflict as exc:
+            if not isinstance(exc.body, list):
+                raise
+            try:
                 return TypeAdapter(list[BatchItem]).validate_python(exc.body)
-            raise
-        return TypeAdapter(list[BatchItem]).validate_python(response.json())
+            except ValueError:
+                raise CodatUnexpectedResponse(
+                    f"POST {path}: a 409 the service cannot read", status=409
+                ) from None
+        items: list[BatchItem] = _read(list[BatchItem], "POST", path, response)
+        return items
 
     async def list_source_accounts(
         self, company_id: str, connection_id: str
@@ -349,6 +483,10 @@ class CodatClient:
             "DELETE", f"{self._accounts(company_id, connection_id)}/{_seg(account_id)}"
         )
 
+    async def revoke_credentials(self, company_id: str, connection_id: str) -> None:
+        """Every QuickBooks credential issued for the connection stops working."""
+        await self._request("DELETE", self._accounts(company_id, connection_id) + "/credentials")
+
     # --- webhook consumers (Platform API) ------------------------------------------------
 
     async def list_webhook_consumers(self) -> list[WebhookConsumer]:
@@ -375,3 +513,26 @@ def in_process(app: Any) -> Transport:
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
+
+
+def _header_int(response: httpx.Response, name: str) -> int | None:
+    try:
+        return int(response.headers.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _read(model: Any, method: str, path: str, response: httpx.Response) -> Any:
+    """The parts of an answer the service uses; anything unreadable is Codat's error, not ours."""
+    try:
+        return TypeAdapter(model).validate_python(response.json())
+    except ValueError as exc:  # not JSON, or without what we need (pydantic's errors included)
+        body: Any = None
+        with contextlib.suppress(ValueError):
+            body = response.json()
+        correlation_id = body.get("correlationId") if isinstance(body, dict) else None
+        raise CodatUnexpectedResponse(
+            f"{method} {path}: an answer the service cannot read ({type(exc).__name__})",
+            status=response.status_code,
+            correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+        ) from None

@@ -76,7 +76,16 @@ class CodatRequestTimeout(CodatAPIError):
 
 
 class CodatConflict(CodatAPIError):
-    pass
+    """A real conflict: what was asked contradicts what Codat holds (never "still running")."""
+
+
+class CodatStillProcessing(CodatAPIError):
+    """409 to a retry: Codat is still working on the first request with this Idempotency-Key.
+
+    Not a conflict and not a failure: the same request, same key, gets the answer once done.
+    """
+
+    transient = True
 
 
 class CodatUnprocessable(CodatAPIError):
@@ -91,6 +100,17 @@ class CodatServerError(CodatAPIError):
     transient = True
 
 
+class CodatWriteUnconfirmed(CodatServerError):
+    """A 5xx (or 408) to a POST or PATCH. Codat keeps that answer under the Idempotency-Key for
+    90 minutes, so retrying with the same key cannot help: read the state back and redo only
+    what is missing, under a new key. The write may or may not have happened."""
+
+
+class CodatUnexpectedResponse(CodatError):
+    """A success whose body lacks what the client needs (or is not JSON at all). Asking again
+    at once would get the same answer: not transient."""
+
+
 _BY_STATUS: dict[int, type[CodatAPIError]] = {
     400: CodatBadRequest,
     401: CodatUnauthorized,
@@ -102,6 +122,21 @@ _BY_STATUS: dict[int, type[CodatAPIError]] = {
     422: CodatUnprocessable,
     429: CodatRateLimited,
 }
+
+
+IN_PROGRESS_MARKERS = ("still being processed", "in progress", "idempotency-key")
+
+
+def is_still_processing(body: object) -> bool:
+    """Whether a 409's `ErrorMessage` says the first request with this key is still running.
+
+    Codat's batch "already exists" 409 is a list of per-account results; a real conflict names
+    the resource. Only the idempotency answer speaks of the request still being processed.
+    """
+    if not isinstance(body, dict):
+        return False
+    error = str(body.get("error") or "").lower()
+    return any(marker in error for marker in IN_PROGRESS_MARKERS)
 
 
 def error_for_status(status: int) -> type[CodatAPIError]:

@@ -40,6 +40,12 @@ def source_account_update(
     )
 
 
+def source_account_close(account: SourceAccount) -> SourceAccountUpdate:
+    """The PATCH that closes an account in the bank feed: `disconnected` is the only status
+    Codat lets a client set."""
+    return SourceAccountUpdate(id=account.id, status="disconnected")
+
+
 def fields_sent(body: SourceAccountCreate | SourceAccountUpdate) -> list[str]:
     """The fields a write carries; for a PATCH, those it changes (its `id` only names it)."""
     fields = wire(body)

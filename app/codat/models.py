@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 T = TypeVar("T")
 PLATFORM_KEY_QBO_BANK_FEEDS = "hcws"
+BANK_FEED_SOURCE_TYPE = "BankFeed"
 AccountType = Literal["checking", "savings", "loan", "creditCard", "prepaidCard"]
 RoutingType = Literal[
     "rtn",
@@ -33,19 +36,69 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _date_from_any(value: Any) -> Any:
-    if isinstance(value, str) and "T" in value:
-        return value.split("T", 1)[0]
-    return value
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def datetime_or_none(value: Any) -> datetime | None:
+    """Codat's `DateTime` has no format in the spec: what cannot be read is unknown, not fatal."""
+    if isinstance(value, datetime):
+        return _as_utc(value)
+    if not isinstance(value, str):
+        return None
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        return _as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def _date_or_none(value: Any) -> date | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
 
 
 def _to_str(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-CodatDateTime = Annotated[datetime, AfterValidator(_as_utc)]
-CodatDate = Annotated[date, BeforeValidator(_date_from_any)]
+def _str_or_none(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+def _status_code(value: Any) -> int:
+    """A batch item's `statusCode`: an integer, or a string holding one (the spec says both)."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return 0
+
+
+CodatDateTime = Annotated[datetime | None, BeforeValidator(datetime_or_none)]
+CodatDate = Annotated[date | None, BeforeValidator(_date_or_none)]
 LenientStr = Annotated[str, BeforeValidator(_to_str)]
+OptionalStr = Annotated[str | None, BeforeValidator(_str_or_none)]
+OptionalDecimal = Annotated[Decimal | None, BeforeValidator(_decimal_or_none)]
+StatusCode = Annotated[int, BeforeValidator(_status_code)]
 WireDecimal = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
@@ -61,48 +114,72 @@ class Strict(BaseModel):
 
 
 class Connection(Lenient):
-    id: str
-    status: str  # app.bank_feeds.statuses, or one Codat adds later
-    link_url: str | None = Field(default=None, alias="linkUrl")
-    integration_key: str | None = Field(default=None, alias="integrationKey")
-    platform_name: str | None = Field(default=None, alias="platformName")
-    source_type: str | None = Field(default=None, alias="sourceType")
-    created: CodatDateTime | None = None
-    last_sync: CodatDateTime | None = Field(default=None, alias="lastSync")
+    id: LenientStr
+    # app.bank_feeds.statuses, or one Codat adds later
+    status: Annotated[str, BeforeValidator(lambda v: _str_or_none(v) or "Unknown")] = "Unknown"
+    link_url: OptionalStr = Field(default=None, alias="linkUrl")
+    integration_key: OptionalStr = Field(default=None, alias="integrationKey")
+    platform_name: OptionalStr = Field(default=None, alias="platformName")
+    source_type: OptionalStr = Field(default=None, alias="sourceType")
+    created: CodatDateTime = None
+    last_sync: CodatDateTime = Field(default=None, alias="lastSync")
+
+    @property
+    def is_qbo_bank_feed(self) -> bool:
+        """A QuickBooks Online Bank Feeds connection: a bank feed, and `hcws` when keyed."""
+        return self.source_type == BANK_FEED_SOURCE_TYPE and self.integration_key in (
+            None,
+            PLATFORM_KEY_QBO_BANK_FEEDS,
+        )
+
+
+def _tags(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
 
 
 class Company(Lenient):
-    id: str
-    name: str
-    description: str | None = None
-    tags: dict[str, str] | None = None
-    created: CodatDateTime | None = None
-    data_connections: list[Connection] | None = Field(default=None, alias="dataConnections")
+    id: LenientStr
+    name: OptionalStr = None
+    description: OptionalStr = None
+    tags: Annotated[dict[str, str] | None, BeforeValidator(_tags)] = None
+    created: CodatDateTime = None
+
+
+def _object_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
 
 
 class RoutingInfo(Lenient):
-    bank_code: LenientStr | None = Field(default=None, alias="bankCode")
-    type: str | None = None
+    bank_code: OptionalStr = Field(default=None, alias="bankCode")
+    type: OptionalStr = None
 
 
 class SourceAccount(Lenient):
     id: LenientStr
-    account_name: str | None = Field(default=None, alias="accountName")
-    account_type: str | None = Field(default=None, alias="accountType")
-    account_number: LenientStr | None = Field(default=None, alias="accountNumber")
-    sort_code: LenientStr | None = Field(default=None, alias="sortCode")
-    routing_info: RoutingInfo | None = Field(default=None, alias="routingInfo")
-    currency: str | None = None
-    balance: Decimal | None = None
-    status: str | None = None  # app.bank_feeds.statuses, or one Codat adds later
-    feed_start_date: CodatDate | None = Field(default=None, alias="feedStartDate")
-    modified_date: CodatDateTime | None = Field(default=None, alias="modifiedDate")
+    account_name: OptionalStr = Field(default=None, alias="accountName")
+    account_type: OptionalStr = Field(default=None, alias="accountType")
+    account_number: OptionalStr = Field(default=None, alias="accountNumber")
+    sort_code: OptionalStr = Field(default=None, alias="sortCode")
+    routing_info: Annotated[RoutingInfo | None, BeforeValidator(_object_or_none)] = Field(
+        default=None, alias="routingInfo"
+    )
+    currency: OptionalStr = None
+    balance: OptionalDecimal = None
+    status: OptionalStr = None  # app.bank_feeds.statuses, or one Codat adds later
+    feed_start_date: CodatDate = Field(default=None, alias="feedStartDate")
+    modified_date: CodatDateTime = Field(default=None, alias="modifiedDate")
+
+
+def _account_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) and "id" in value else None
 
 
 class BatchItemResult(Lenient):
-    status_code: int = Field(alias="statusCode")
-    error: str | None = None
-    account: SourceAccount | None = None
+    status_code: StatusCode = Field(alias="statusCode")
+    error: OptionalStr = None
+    account: Annotated[SourceAccount | None, BeforeValidator(_account_or_none)] = None
 
 
 class BatchItem(Lenient):
@@ -117,12 +194,21 @@ class BatchItem(Lenient):
     def already_exists(self) -> bool:
         return self.result.status_code == 409
 
+    @classmethod
+    def already_held(cls, held: SourceAccount) -> BatchItem:
+        """The answer Codat gives for an account it already holds, with its copy to compare."""
+        item = cls.model_validate(
+            {"sourceAccountId": held.id, "result": {"statusCode": 409, "error": "already exists"}}
+        )
+        item.result.account = held
+        return item
+
 
 class Integration(Lenient):
-    key: str
-    name: str
-    enabled: bool
-    source_type: str | None = Field(default=None, alias="sourceType")
+    key: OptionalStr = None
+    name: OptionalStr = None
+    enabled: Annotated[bool, BeforeValidator(lambda v: v is True)] = False
+    source_type: OptionalStr = Field(default=None, alias="sourceType")
 
 
 class Page(Lenient, Generic[T]):
@@ -135,8 +221,29 @@ class Page(Lenient, Generic[T]):
 # --- write --------------------------------------------------------------------------------
 
 
+COMPANY_NAME_PATTERN = r"^[A-Za-z0-9\s\-',&@.,?!\s]+$"
+_NOT_IN_COMPANY_NAME = re.compile(r"[^A-Za-z0-9 \-',&@.?!]")
+_SPELLED_OUT = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+     "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "\u2019": "'",
+     "\u2018": "'", "\u2013": "-", "\u2014": "-"}
+)  # fmt: skip
+
+
+def company_name_for_codat(name: str, fallback: str) -> str:
+    """The form of a business name Codat's company-name pattern accepts.
+
+    Accents are taken off (`Boulangerie Bélanger` → `Boulangerie Belanger`), a few letters are
+    spelled out, anything else outside the pattern is dropped; `fallback` if nothing is left.
+    """
+    plain = unicodedata.normalize("NFKD", name.translate(_SPELLED_OUT))
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    kept = " ".join(_NOT_IN_COMPANY_NAME.sub(" ", plain).split())
+    return kept if re.search(r"[A-Za-z0-9]", kept) else fallback
+
+
 class CompanyCreate(Strict):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9\s\-',&@.,?!\s]+$")]
+    name: Annotated[str, Field(min_length=1, pattern=COMPANY_NAME_PATTERN)]
     description: str | None = None
     tags: Annotated[dict[str, Annotated[str, Field(max_length=100)]], Field(max_length=10)] = {}
 

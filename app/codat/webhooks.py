@@ -17,7 +17,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from app.codat.models import CodatDateTime, Connection, Lenient, SourceAccount
+from app.codat.models import CodatDateTime, Connection, Lenient, LenientStr, SourceAccount
 
 MAX_EVENT_TYPE = 100
 MAX_WEBHOOK_ID = 128
@@ -235,6 +235,12 @@ class SourceAccountPayload(Lenient):
     @property
     def account(self) -> SourceAccount | None:
         return self.source_account or self.bank_account
+
+
+class CompanyPayload(Lenient):
+    """company.created / company.deleted: Codat's `companyDetails`."""
+
+    id: LenientStr
 
 
 class RateLimitPayload(Lenient):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
 import uuid
@@ -19,11 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import repository as feeds
+from app.bank_feeds import writes
+from app.bank_feeds.company_gone import forget_company
 from app.bank_feeds.statuses import REUSABLE_CONNECTION_STATUSES
 from app.bank_feeds.sync import create_missing, forget_push, in_sync, update_changed
 from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
-from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS, Connection
+from app.codat.models import Connection, company_name_for_codat
 from app.connect.tokens import (
     ConnectClaims,
     InvalidConnectToken,
@@ -48,13 +49,11 @@ from app.models import BankFeed, Customer, SourceAccount, UsedConnectToken
 log = logging.getLogger("app.connect")
 
 LEASE_WAIT_SECONDS = 12.0
-_COMPANY_NAME_DROP = re.compile(r"[^A-Za-z0-9\s\-',&@.?!]")
 
 
 def company_name(customer: Customer) -> str:
-    """Codat refuses some characters in company names; keep what it accepts."""
-    name = " ".join(_COMPANY_NAME_DROP.sub("", customer.name).split())
-    return name or f"Customer {customer.id}"
+    """The customer's name in the form Codat accepts for a company (accents taken off)."""
+    return company_name_for_codat(customer.name, f"Customer {customer.id}")
 
 
 class ConnectService:
@@ -177,7 +176,18 @@ class ConnectService:
             await session.commit()  # no transaction stays open across a Codat call
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
             previous = feed.connection_id
-            connection = await self._ensure_connection(session, feed, company_id)
+            try:
+                connection = await self._ensure_connection(session, feed, company_id)
+            except CodatNotFound:
+                if not await self._company_gone(company_id):
+                    raise
+                # Deleted in Codat: forget it and start again, as the webhook would have.
+                await forget_company(session, feed, utcnow())
+                await announce(session, customer_id)
+                await session.commit()
+                company_id = await self._ensure_company(session, customer, feed)
+                previous = None
+                connection = await self._ensure_connection(session, feed, company_id)
             accounts = list(customer.source_accounts)
             if previous is not None and connection.id != previous:
                 for account in accounts:  # a new connection starts with no source accounts
@@ -203,16 +213,26 @@ class ConnectService:
             if found:
                 company = min(found, key=lambda c: (c.created is None, c.created, c.id))
                 feed.company_id = company.id
+                feed.company_request_key = None
                 await session.commit()
                 return company.id
         feed.company_requested_at = utcnow()
         await session.commit()
-        company = await self.codat.create_company(
+
+        async def keep_key(key: str) -> None:  # stored before it is sent
+            feed.company_request_key = key
+            await session.commit()
+
+        company = await writes.create_company(
+            self.codat,
             company_name(customer),
-            tags={CUSTOMER_TAG: customer.id},
+            tag=(CUSTOMER_TAG, customer.id),
             description=f"Bank feeds for customer {customer.id}",
+            key=feed.company_request_key,  # an earlier click's create that got no answer
+            keep_key=keep_key,
         )
         feed.company_id = company.id
+        feed.company_request_key = None
         await session.commit()
         return company.id
 
@@ -226,22 +246,27 @@ class ConnectService:
                 if current.status in REUSABLE_CONNECTION_STATUSES:
                     return current
         elif feed.connection_requested_at is not None:
-            adoptable = [
-                c
-                for c in await self.codat.list_connections(company_id)
-                if c.integration_key in (None, PLATFORM_KEY_QBO_BANK_FEEDS)
-                and c.status in REUSABLE_CONNECTION_STATUSES
-            ]
+            adoptable = writes.adoptable(await self.codat.list_connections(company_id))
             if adoptable:
                 chosen = min(adoptable, key=lambda c: (c.created is None, c.created, c.id))
                 feeds.record_connection(feed, session, chosen.id, chosen.status, utcnow())
+                feed.connection_request_key = None
                 await announce(session, feed.customer_id)
                 await session.commit()
                 return chosen
+        retry_key = feed.connection_request_key  # only ever set while a create is unanswered
         feed.connection_requested_at = utcnow()
         await session.commit()
-        created = await self.codat.create_connection(company_id)
+
+        async def keep_key(key: str) -> None:  # stored before it is sent
+            feed.connection_request_key = key
+            await session.commit()
+
+        created = await writes.create_connection(
+            self.codat, company_id, key=retry_key, keep_key=keep_key
+        )
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
+        feed.connection_request_key = None
         await announce(session, feed.customer_id)
         await session.commit()
         return created
@@ -251,6 +276,13 @@ class ConnectService:
             return await self.codat.get_connection(company_id, connection_id)
         except CodatNotFound:
             return None  # deleted in Codat: start a new one
+
+    async def _company_gone(self, company_id: str) -> bool:
+        try:
+            await self.codat.get_company(company_id)
+        except CodatNotFound:
+            return True
+        return False
 
     async def _note_status(
         self, session: AsyncSession, feed: BankFeed, connection: Connection

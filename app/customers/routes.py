@@ -116,6 +116,19 @@ async def delete_account(
     return await customers.delete_account(customer_id, account_id)
 
 
+@router.post(
+    "/customers/{customer_id}/accounts/{account_id}:close",
+    response_model=AccountOut,
+    responses=NOT_FOUND | CONFLICT | CODAT,
+)
+async def close_account(
+    customer_id: CustomerId, account_id: AccountId, customers: CustomersDep
+) -> AccountOut:
+    """Close the account in the bank feed: Codat marks it disconnected (the only status change
+    Codat allows), and it shows as closed. Closing a closed account changes nothing."""
+    return await customers.close_account(customer_id, account_id)
+
+
 # --- import -----------------------------------------------------------------------------
 
 _IMPORT_BODY = {

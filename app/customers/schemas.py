@@ -22,10 +22,10 @@ from app.bank_feeds.statuses import AccountStatus
 from app.codat.models import AccountType, RoutingType
 from app.customers.rules import COUNTRY_CODES, CURRENCY_CODES
 
-# Codat's company-name rule, plus at least one character that is not a space.
-COMPANY_NAME_PATTERN = r"^[A-Za-z0-9\s\-',&@.,?!]*[A-Za-z0-9\-',&@.,?!][A-Za-z0-9\s\-',&@.,?!]*$"
 # Printable text with at least one character that is not a space (no NUL for Postgres).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+# A business name in any script, as printable text without markup brackets.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f<>]*[^\s\x00-\x1f\x7f<>][^\x00-\x1f\x7f<>]*$"
 # The `source_accounts` columns an account body sets (`AccountIn.columns()`), by API name.
 ACCOUNT_FIELDS = {
     "account_name": "accountName",
@@ -94,7 +94,8 @@ class Body(BaseModel):
 
 
 class CustomerIn(Body):
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=COMPANY_NAME_PATTERN)]
+    # Stored as given (accents and all); Codat gets the form its company names accept.
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
     country: CountryCode
     locale: Literal["en", "fr"] = "en"
 

@@ -15,19 +15,23 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bank_feeds import repository as feeds
+from app.bank_feeds import writes
 from app.bank_feeds.schemas import AccountOut, BankFeedSummary
 from app.bank_feeds.statuses import (
     CONNECTED,
     LINKED,
+    PENDING_AUTH,
     UNKNOWN,
+    UNLINKED,
     account_status_sql,
     count_statuses,
     customer_action_reasons,
     live_connection,
 )
-from app.bank_feeds.sync import push_account, remove_account
+from app.bank_feeds.sync import apply_codat_account, push_account, remove_account
 from app.codat.client import CodatClient
 from app.codat.errors import CodatNotFound
+from app.codat.mapper import source_account_close
 from app.customers import importer
 from app.customers.rules import CONNECTABLE_COUNTRIES, CUSTOMER_TAG
 from app.customers.schemas import (
@@ -124,17 +128,26 @@ class CustomerService:
         return OffboardOut(customer_id=customer_id, purge=purge, codat=codat, local=local)
 
     async def _unlink(self, feed: BankFeed) -> bool:
-        assert feed.company_id is not None and feed.connection_id is not None
+        """Revoke the QuickBooks credentials, then end the connection: a Linked one is unlinked,
+        a PendingAuth one (which Codat will not unlink) is deleted. True when one was ended."""
+        company_id, connection_id = feed.company_id, feed.connection_id
+        assert company_id is not None and connection_id is not None
         with talking_to_codat(self.budget, "unlinking the QuickBooks connection"):
             try:
-                connection = await self.codat.get_connection(feed.company_id, feed.connection_id)
+                connection = await self.codat.get_connection(company_id, connection_id)
+                await self.codat.revoke_credentials(company_id, connection_id)
             except CodatNotFound:
                 return False  # gone from Codat already: nothing left to unlink
-            unlinked = connection.status == LINKED
-            if unlinked:
-                connection = await self.codat.unlink_connection(feed.company_id, feed.connection_id)
-        feeds.set_connection_status(feed, connection.status, utcnow())
-        return unlinked
+            ended = connection.status in (LINKED, PENDING_AUTH)
+            status = connection.status
+            if connection.status == LINKED:
+                status = (await self.codat.unlink_connection(company_id, connection_id)).status
+            elif ended:
+                with contextlib.suppress(CodatNotFound):
+                    await self.codat.delete_connection(company_id, connection_id)
+                status = UNLINKED  # we severed it: Codat's word for a connection the client ended
+        feeds.set_connection_status(feed, status, utcnow())
+        return ended
 
     async def _delete_companies(self, customer_id: str, feed: BankFeed | None) -> list[str]:
         if feed is None:
@@ -243,6 +256,32 @@ class CustomerService:
             await session.commit()
         return AccountDeleteOut(customer_id=customer_id, account_id=account_id, codat=outcome)
 
+    async def close_account(self, customer_id: str, account_id: str) -> AccountOut:
+        """PATCH `status: disconnected` in Codat (the only status change Codat allows), then
+        mark the account closed here. Closing a closed account changes nothing."""
+        async with self.sessions() as session:
+            account = await _require_account(session, customer_id, account_id)
+            if account.closed_at is None:
+                target = live_connection(await feeds.get_bank_feed(session, customer_id))
+                if target is None or not account.is_pushed:
+                    raise Conflict(
+                        f"Account {account_id!r} is not in a usable bank feed in Codat, so there "
+                        "is nothing to close; delete it instead."
+                    )
+                update = source_account_close(account)
+                with talking_to_codat(
+                    self.budget, f"closing account {account_id!r} in the bank feed"
+                ):
+                    seen = await writes.update_source_account(self.codat, *target, update)
+                now = utcnow()
+                apply_codat_account(account, seen, now)
+                account.closed_at = now
+                await session.flush()
+                await announce(session, customer_id)
+            out = AccountOut.of(account)
+            await session.commit()
+        return out
+
     # --- import -------------------------------------------------------------------------
 
     async def import_rows(self, body: bytes, fmt: importer.Format) -> ImportOut:
@@ -286,7 +325,11 @@ async def _customer_out(session: AsyncSession, customer_id: str) -> CustomerOut:
     rows = await session.execute(
         select(status, func.count())
         .where(SourceAccount.customer_id == customer_id)
-        .group_by(SourceAccount.pushed_at.is_(None), SourceAccount.codat_status)
+        .group_by(
+            SourceAccount.closed_at.is_not(None),
+            SourceAccount.pushed_at.is_(None),
+            SourceAccount.codat_status,
+        )
     )
     counts = count_statuses([])
     for name, count in rows:

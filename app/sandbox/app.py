@@ -15,7 +15,13 @@ from app.sandbox import admin, api, link, qbo, source_accounts, webhook_consumer
 from app.sandbox.config import SandboxConfig
 from app.sandbox.emulator import Sandbox
 from app.sandbox.errors import CodatError, FieldError, error_response
-from app.sandbox.faults import FAULT_SCOPE_KEY, UNANSWERED, FaultInjector, FaultMiddleware
+from app.sandbox.faults import (
+    FAULT_SCOPE_KEY,
+    UNANSWERED,
+    FaultInjector,
+    FaultMiddleware,
+    RateLimitEdge,
+)
 from app.sandbox.idempotency import IDEMPOTENCY_SCOPE_KEY, IdempotencyMiddleware, IdempotencyStore
 from app.sandbox.state import ApiCall, ConnectionStatus
 
@@ -39,7 +45,7 @@ def route_path(scope: Scope) -> str:
 class SandboxMiddleware:
     """Checks the API key on Codat's routes and records every Codat API call.
 
-    API calls then pass the fault edge and Codat's idempotency before their handler.
+    API calls then pass Codat's rate limits, its idempotency, and any injected fault.
     """
 
     def __init__(
@@ -47,7 +53,8 @@ class SandboxMiddleware:
     ) -> None:
         self.app = app
         self.sandbox = sandbox
-        self.api = FaultMiddleware(IdempotencyMiddleware(app, idempotency), faults, route_path)
+        injected = FaultMiddleware(app, faults, route_path)
+        self.api = RateLimitEdge(IdempotencyMiddleware(injected, idempotency), faults, route_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,6 +131,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await app.state.faults.aclose()
         await sandbox.aclose()
 
     app = FastAPI(

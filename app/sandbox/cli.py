@@ -63,8 +63,15 @@ def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
         "--fault-route", action="append", default=[], metavar="PATTERN", dest="routes",
         help="route template or path glob the faults apply to; repeatable (default: all)",
     )  # fmt: skip
-    faults.add_argument("--concurrency-limit", type=int, default=None, help="Codat's is 10")
-    faults.add_argument("--daily-quota", type=int, default=None, help="then 429 until 00:00")
+    faults.add_argument(
+        "--concurrency-limit", type=int, default=10, help="per company; Codat's is 10"
+    )
+    faults.add_argument(
+        "--daily-quota",
+        type=int,
+        default=None,
+        help="then 429 until 00:00 UTC; default Codat's 1000 x (1 + connected companies)",
+    )
     faults.add_argument(
         "--retry-after", type=int, default=1, dest="retry_after_seconds", help="seconds, on a 429"
     )

@@ -40,6 +40,11 @@ class SandboxConfig:
     return_url: str | None = None
     webhook_transport: httpx.AsyncBaseTransport | None = None
     webhook_retry_delays: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
+    # As Svix allows: each message is held a random 0..webhook_max_delay seconds, so they
+    # arrive out of order, and a delivered one is sent again at `webhook_duplicate_rate`.
+    webhook_max_delay: float = 0.05
+    webhook_duplicate_rate: float = 0.2
+    webhook_seed: int | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)  # none unless asked for
 
     @property
@@ -73,6 +78,10 @@ class SandboxConfig:
             raise ValueError("SandboxConfig.disconnect_delay must not be negative")
         if any(delay < 0 for delay in self.webhook_retry_delays):
             raise ValueError("SandboxConfig.webhook_retry_delays must not be negative")
+        if self.webhook_max_delay < 0:
+            raise ValueError("SandboxConfig.webhook_max_delay must not be negative")
+        if not 0 <= self.webhook_duplicate_rate <= 1:
+            raise ValueError("SandboxConfig.webhook_duplicate_rate must be between 0 and 1")
         for lang in ("en", "fr"):
             _validate_callout(
                 lang,

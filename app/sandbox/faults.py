@@ -1,10 +1,13 @@
 """Codat's failure modes, injected at the sandbox's edge before a request reaches its handler.
 
-Off by default. `FaultConfig` says what to inject on which routes: 429/5xx at given rates,
-requests held until the client gives up, dropped connections, responses lost after the work was
-done, latency, Codat's 10-concurrent-requests-per-company limit and a daily quota. Every API
-response carries Codat's `X-Rate-Limit-*` headers. Tests change the faults of a running sandbox
-with `PUT /_sandbox/faults`; `bankfeeds sandbox --latency-ms ...` sets them at start.
+Codat's own limits are always on: the daily quota (1000 x (1 + connected companies), or the
+`daily_quota` a test sets) and 10 concurrent requests per company (or `concurrency_limit`).
+Every API response carries Codat's `X-Rate-Limit-*` headers. Faults are off by default:
+`FaultConfig` says what to inject on which routes: 429/5xx at given rates, requests held until
+the client gives up (Codat goes on working, then keeps the answer), dropped connections,
+responses lost after the work was done, latency. Injected faults sit inside Codat's
+idempotency, so a replayed 5xx stays a 5xx. Tests change the faults of a running sandbox with
+`PUT /_sandbox/faults`; `bankfeeds sandbox --latency-ms ...` sets them at start.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from app.sandbox.state import SandboxClock
 from app.sandbox.wire import format_datetime
 
 FAULT_SCOPE_KEY = "codat_sandbox.fault"
+# The work of a request held past the client's patience, still running after it gave up.
+BACKGROUND_SCOPE_KEY = "codat_sandbox.background"
 # Faults after which the client gets no response at all.
 UNANSWERED = frozenset({"timeout", "drop", "lost_response"})
 INJECTABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 CODAT_DAILY_REQUESTS_PER_ACC = 1000
+CODAT_CONCURRENT_REQUESTS_PER_COMPANY = 10
 _COMPANY_PATH = re.compile(r"^/companies/([^/]+)")
 _MESSAGES = {
     408: "The request timed out.",
@@ -60,17 +66,20 @@ class FaultConfig:
     """What to inject, where. Rates are probabilities per request; together at most 1."""
 
     status_rates: Mapping[int, float] = field(default_factory=dict)  # {429: 0.15, 503: 0.15}
-    timeout_rate: float = 0.0  # held `timeout_seconds`, then closed unanswered; nothing done
+    # Held `timeout_seconds`, then closed unanswered; Codat goes on working for
+    # `still_running_seconds` (its retry gets 409 meanwhile), then keeps the answer.
+    timeout_rate: float = 0.0
     drop_rate: float = 0.0  # closed at once, unanswered; nothing done
     lost_response_rate: float = 0.0  # the handler runs, then the connection closes unanswered
     latency_ms: float = 0.0  # added to every matching request...
     jitter_ms: float = 0.0  # ...plus a uniform random 0..jitter_ms
     methods: tuple[str, ...] = ()  # faults only for these methods; empty: all
     routes: tuple[str, ...] = ()  # route templates ("/companies/{companyId}") or path globs
-    concurrency_limit: int | None = None  # in-flight requests per company (Codat: 10)
-    daily_quota: int | None = None  # requests per sandbox day, then 429 until 00:00 UTC
+    concurrency_limit: int = CODAT_CONCURRENT_REQUESTS_PER_COMPANY  # in flight per company
+    daily_quota: int | None = None  # requests per sandbox day; None: Codat's 1000 x (1 + ACCs)
     retry_after_seconds: int = 1  # Retry-After on an injected 429
     timeout_seconds: float = 30.0
+    still_running_seconds: float = 1.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -91,14 +100,14 @@ class FaultConfig:
         total = sum(self.status_rates.values()) + self.timeout_rate + self.drop_rate
         if total + self.lost_response_rate > 1.0 + 1e-9:
             raise ValueError(f"fault rates add up to {total + self.lost_response_rate}, over 1")
-        for name in ("latency_ms", "jitter_ms", "timeout_seconds"):
+        for name in ("latency_ms", "jitter_ms", "timeout_seconds", "still_running_seconds"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
                 raise ValueError(f"{name} must be a number, at least 0")
-        for name in ("concurrency_limit", "daily_quota"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise ValueError(f"{name} must be a whole number, at least 1, or null")
+        if not _is_int(self.concurrency_limit) or self.concurrency_limit < 1:
+            raise ValueError("concurrency_limit must be a whole number, at least 1")
+        if self.daily_quota is not None and (not _is_int(self.daily_quota) or self.daily_quota < 1):
+            raise ValueError("daily_quota must be a whole number, at least 1, or null")
         if not _is_int(self.retry_after_seconds) or self.retry_after_seconds < 0:
             raise ValueError("retry_after_seconds must be a whole number, at least 0")
         if self.seed is not None and not _is_int(self.seed):
@@ -178,6 +187,7 @@ class FaultInjector:
         self.routes = routes
         self.active_companies = active_companies  # Codat's ACCs: companies with a Linked connection
         self.in_flight: dict[str, int] = {}
+        self.background: set[asyncio.Task[None]] = set()  # work still running, client gone
         self.day = clock.today()
         self.used_today = 0
         self.configure(config)
@@ -220,7 +230,7 @@ class FaultInjector:
         ]
 
     def over_quota(self) -> bool:
-        return self.config.daily_quota is not None and self.used_today > self.config.daily_quota
+        return self.used_today > self.daily_limit
 
     def seconds_until_reset(self) -> int:
         return max(1, math.ceil((self.quota_reset() - self.clock.now()).total_seconds()))
@@ -251,9 +261,14 @@ class FaultInjector:
             return 0.0
         return (config.latency_ms + self.rng.uniform(0, config.jitter_ms)) / 1000
 
+    async def aclose(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
 
-class FaultMiddleware:
-    """The edge of Codat's API: quota, concurrency, injected faults, then the handler."""
+
+class RateLimitEdge:
+    """The edge of Codat's API: the daily quota, concurrency per company, rate-limit headers."""
 
     def __init__(
         self, app: ASGIApp, injector: FaultInjector, path_of: Callable[[Scope], str]
@@ -281,21 +296,32 @@ class FaultMiddleware:
         company = _company_of(self.path_of(scope))
         limit = injector.config.concurrency_limit
         busy = injector.in_flight.get(company, 0) if company is not None else 0
-        if limit is not None and busy >= limit:
+        if busy >= limit:
             scope[FAULT_SCOPE_KEY] = "concurrency"
             await _error(send_with_headers, 429, 1)
             return
         if company is not None:
             injector.in_flight[company] = injector.in_flight.get(company, 0) + 1
         try:
-            await self._faulty(scope, receive, send_with_headers)
+            await self.app(scope, receive, send_with_headers)
         finally:
             if company is not None:
                 injector.in_flight[company] -= 1
                 if not injector.in_flight[company]:
                     del injector.in_flight[company]
 
-    async def _faulty(self, scope: Scope, receive: Receive, send: Send) -> None:
+
+class FaultMiddleware:
+    """Injected faults, inside Codat's idempotency: their answers are kept like any other."""
+
+    def __init__(
+        self, app: ASGIApp, injector: FaultInjector, path_of: Callable[[Scope], str]
+    ) -> None:
+        self.app = app
+        self.injector = injector
+        self.path_of = path_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         injector = self.injector
         path = self.path_of(scope)
         template = injector.template(scope) if injector.config.routes else None
@@ -311,20 +337,43 @@ class FaultMiddleware:
             return
         scope[FAULT_SCOPE_KEY] = fault
         if fault == "timeout":
-            await asyncio.sleep(injector.config.timeout_seconds)
+            config = injector.config
+
+            body = await _read_all(receive)  # the client will be gone when the work runs
+
+            async def replay() -> Message:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def still_running() -> None:
+                await asyncio.sleep(config.timeout_seconds + config.still_running_seconds)
+                await self.app(scope, replay, send)  # unanswered: kept for the key only
+
+            task = asyncio.get_running_loop().create_task(still_running())
+            injector.background.add(task)
+            task.add_done_callback(injector.background.discard)
+            scope[BACKGROUND_SCOPE_KEY] = task
+            await asyncio.sleep(config.timeout_seconds)
             raise HeldTooLong("the Codat sandbox held the request and never answered")
         if fault == "drop":
             raise DroppedConnection("the Codat sandbox closed the connection without answering")
         if fault == "lost_response":
-            await self.app(scope, receive, _discard)
+            await self.app(scope, receive, send)  # unanswered: kept for the key only
             raise DroppedConnection("the Codat sandbox did the work, then lost the answer")
         status = int(fault)
         retry_after = injector.config.retry_after_seconds if status == 429 else None
         await _error(send, status, retry_after)
 
 
-async def _discard(message: Message) -> None:
-    return None
+async def _read_all(receive: Receive) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
 
 
 async def _error(send: Send, status: int, retry_after: int | None) -> None:

@@ -2,11 +2,14 @@
 
 POST and PATCH only. The same key with a different request gets 422; the same key while the
 first request is still running gets 409; a 429 is not kept, so the client may retry with the
-same key. Every other answer, errors included, is kept and replayed. Time is the sandbox clock.
+same key. Every other answer, errors and injected 5xx included, is kept and replayed; so is the
+answer to a request whose response was lost or that ran on after the client gave up. Time is the
+sandbox clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import deque
 from dataclasses import dataclass
@@ -15,11 +18,13 @@ from datetime import datetime, timedelta
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.sandbox.errors import error_response
+from app.sandbox.faults import BACKGROUND_SCOPE_KEY, FAULT_SCOPE_KEY, UNANSWERED
 from app.sandbox.state import SandboxClock
 
 IDEMPOTENCY_WINDOW = timedelta(minutes=90)
 IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
 IDEMPOTENCY_SCOPE_KEY = "codat_sandbox.idempotency"
+IN_PROGRESS_MESSAGE = "A request with this Idempotency-Key is still being processed."
 _HEADER = b"idempotency-key"
 
 
@@ -67,7 +72,7 @@ class IdempotencyStore:
 
 
 class IdempotencyMiddleware:
-    """Between the fault edge and the handlers, so an injected fault never touches a key."""
+    """Between the rate-limit edge and the injected faults: a fault's answer is kept too."""
 
     def __init__(self, app: ASGIApp, store: IdempotencyStore) -> None:
         self.app = app
@@ -96,18 +101,26 @@ class IdempotencyMiddleware:
                 started = message
             elif message["type"] == "http.response.body":
                 parts.append(message.get("body", b""))
-            await send(message)
+            if scope.get(FAULT_SCOPE_KEY) not in UNANSWERED:
+                await send(message)
+
+        def settle() -> None:
+            if started is None or started["status"] == 429:
+                self.store.release(key)  # no answer, or one Codat does not keep: free again
+                return
+            headers = [(bytes(k), bytes(v)) for k, v in started.get("headers", [])]
+            self.store.finish(key, Answer(started["status"], headers, b"".join(parts)))
 
         try:
             await self.app(scope, receive, keep)
         except BaseException:
-            self.store.release(key)  # no answer was given: the key is free again
+            still_running = scope.get(BACKGROUND_SCOPE_KEY)
+            if isinstance(still_running, asyncio.Task) and not still_running.done():
+                still_running.add_done_callback(lambda _: settle())  # 409 to retries until then
+            else:
+                settle()  # a lost response: the work was done and its answer is kept
             raise
-        if started is None or started["status"] == 429:
-            self.store.release(key)
-            return
-        headers = [(bytes(k), bytes(v)) for k, v in started.get("headers", [])]
-        self.store.finish(key, Answer(started["status"], headers, b"".join(parts)))
+        settle()
 
     async def _answer_again(
         self, scope: Scope, receive: Receive, send: Send, entry: Entry, fingerprint: bytes
@@ -118,8 +131,7 @@ class IdempotencyMiddleware:
             await error_response(422, message)(scope, receive, send)
         elif entry.answer is None:
             scope[IDEMPOTENCY_SCOPE_KEY] = "in_progress"
-            message = "A request with this Idempotency-Key is still being processed."
-            await error_response(409, message)(scope, receive, send)
+            await error_response(409, IN_PROGRESS_MESSAGE)(scope, receive, send)
         else:
             scope[IDEMPOTENCY_SCOPE_KEY] = "replayed"
             answer = entry.answer

@@ -23,6 +23,7 @@ from app.sandbox.state import (
 )
 from app.sandbox.wire import (
     Json,
+    company_details_json,
     company_json,
     company_reference_json,
     connection_json,
@@ -62,10 +63,13 @@ class SandboxStore:
         return company
 
     def delete_company(self, company_id: str) -> None:
+        """Gone for good, with its connections: their ids answer 404 from now on."""
         company = self.company(company_id)
         for connection in company.connections.values():
             self._forget_link_passes(connection.id)
+        company.connections.clear()
         del self.companies[company_id]
+        self._on_event("company.deleted", company.id, company_details_json(company, self.base_url))
 
     # Connections
 

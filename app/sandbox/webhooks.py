@@ -1,4 +1,9 @@
-"""Codat-style webhooks: Standard Webhooks signatures, in order per connection, retried."""
+"""Codat-style webhooks: Standard Webhooks signatures, retried, at least once, in no set order.
+
+Svix promises neither order nor exactly-once: each message is held a random moment, so two
+messages about one connection may cross, and a delivered message is sometimes sent again with
+the same `webhook-id`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,11 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import secrets
 import string
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,6 +53,7 @@ class WebhookDelivery:
     attempts: list[WebhookAttempt] = field(default_factory=list)
     delivered: bool = False
     finished: bool = False
+    duplicated: bool = False  # delivered, then sent again
 
     def summary(self) -> Json:
         return {
@@ -56,6 +62,7 @@ class WebhookDelivery:
             "envelope": self.envelope,
             "delivered": self.delivered,
             "finished": self.finished,
+            "duplicated": self.duplicated,
             "attempts": [
                 {"at": a.at.isoformat(), "statusCode": a.status_code, "error": a.error}
                 for a in self.attempts
@@ -72,10 +79,13 @@ class WebhookEmitter:
         self._key = webhook_signing_key(config.webhook_secret or "") if self.enabled else b""
         self._transport = config.webhook_transport
         self._retry_delays = config.webhook_retry_delays
+        self._max_delay = config.webhook_max_delay
+        self._duplicate_rate = config.webhook_duplicate_rate
+        self._rng = random.Random(config.webhook_seed)
         self._clock = clock
         self.deliveries: list[WebhookDelivery] = []
-        self._queues: dict[str, deque[WebhookDelivery]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._pending: list[WebhookDelivery] = []  # emitted outside the event loop
+        self._workers: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
     def emit(self, event_type: str, ordering_key: str, payload: Json) -> None:
@@ -96,69 +106,74 @@ class WebhookEmitter:
             body=json.dumps(envelope, separators=(",", ":")).encode(),
         )
         self.deliveries.append(delivery)
-        self._queues.setdefault(ordering_key, deque()).append(delivery)
-        self._start_worker(ordering_key)
+        self._pending.append(delivery)
+        self._start_workers()
 
-    def _start_worker(self, ordering_key: str) -> None:
-        if ordering_key in self._workers:
-            return
+    def _start_workers(self) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # emitted outside the event loop; drain() starts it
-        self._workers[ordering_key] = loop.create_task(self._deliver_in_order(ordering_key))
+        while self._pending:
+            delivery = self._pending.pop(0)
+            # Drawn now, in emission order, so a seed gives the same delays every run.
+            hold = self._rng.uniform(0, self._max_delay)
+            again = self._rng.random() < self._duplicate_rate
+            task = loop.create_task(self._deliver_later(delivery, hold, again))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
-    async def _deliver_in_order(self, ordering_key: str) -> None:
-        queue = self._queues[ordering_key]
-        try:
-            while queue:
-                await self._deliver(queue[0])
-                queue.popleft()
-        finally:
-            # No await between the last emptiness check and here, so no event is stranded.
-            del self._workers[ordering_key]
-            if not queue:
-                del self._queues[ordering_key]
-
-    async def _deliver(self, delivery: WebhookDelivery) -> None:
-        if self._client is None:
-            self._client = httpx.AsyncClient(transport=self._transport, timeout=ATTEMPT_TIMEOUT)
-        for delay in (*self._retry_delays, None):
-            timestamp = int(time.time())
-            headers = {
-                "webhook-id": delivery.message_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(self._key, delivery.message_id, timestamp, delivery.body),
-                "content-type": "application/json",
-            }
-            try:
-                response = await self._client.post(
-                    self._url, content=delivery.body, headers=headers
-                )
-            except httpx.HTTPError as exc:
-                delivery.attempts.append(WebhookAttempt(self._clock.now(), None, repr(exc)))
-            else:
-                delivery.attempts.append(
-                    WebhookAttempt(self._clock.now(), response.status_code, None)
-                )
-                if response.is_success:
-                    delivery.delivered = True
-                    break
-            if delay is not None:
-                await asyncio.sleep(delay)
+    async def _deliver_later(self, delivery: WebhookDelivery, hold: float, again: bool) -> None:
+        if hold:
+            await asyncio.sleep(hold)
+        await self._deliver(delivery)
+        if again and delivery.delivered:
+            if hold:
+                await asyncio.sleep(hold)
+            delivery.duplicated = True
+            await self._attempt(delivery)
         delivery.finished = True
 
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
+        for delay in (*self._retry_delays, None):
+            if await self._attempt(delivery):
+                delivery.delivered = True
+                return
+            if delay is not None:
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, delivery: WebhookDelivery) -> bool:
+        if self._client is None:
+            self._client = httpx.AsyncClient(transport=self._transport, timeout=ATTEMPT_TIMEOUT)
+        timestamp = int(time.time())
+        headers = {
+            "webhook-id": delivery.message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self._key, delivery.message_id, timestamp, delivery.body),
+            "content-type": "application/json",
+        }
+        try:
+            response = await self._client.post(self._url, content=delivery.body, headers=headers)
+        except httpx.HTTPError as exc:
+            delivery.attempts.append(WebhookAttempt(self._clock.now(), None, repr(exc)))
+            return False
+        delivery.attempts.append(WebhookAttempt(self._clock.now(), response.status_code, None))
+        return response.is_success
+
     async def drain(self) -> None:
-        """Wait until every queued webhook has been delivered or has run out of retries."""
-        for ordering_key in list(self._queues):
-            self._start_worker(ordering_key)
-        while self._workers:
-            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        """Wait until every webhook has been delivered (and any duplicate sent) or given up."""
+        self._start_workers()
+        for _ in range(1000):  # each round waits for real work; new events start new rounds
+            if not self._workers:
+                return
+            await asyncio.gather(*list(self._workers), return_exceptions=True)
+            self._start_workers()
 
     async def aclose(self) -> None:
-        for worker in list(self._workers.values()):
+        workers = list(self._workers)
+        for worker in workers:
             worker.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -41,6 +41,13 @@ def company_json(company: Company, base_url: str, connections: list[Json]) -> Js
     }
 
 
+def company_details_json(company: Company, base_url: str) -> Json:
+    """Codat's `companyDetails`: the payload of `company.*` webhooks."""
+    details = company_json(company, base_url, [])
+    del details["dataConnections"]
+    return details
+
+
 def company_reference_json(company: Company, base_url: str) -> Json:
     return {
         "id": company.id,

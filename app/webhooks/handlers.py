@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
 from app.bank_feeds import rate_limit
+from app.bank_feeds.company_gone import COMPANY_DELETED, forget_company
 from app.bank_feeds.repository import find_bank_feed, set_connection_status
 from app.bank_feeds.statuses import (
     CONNECTED,
@@ -31,7 +32,12 @@ from app.bank_feeds.statuses import (
     UNLINKED,
 )
 from app.bank_feeds.sync import apply_codat_account
-from app.codat.webhooks import ConnectionPayload, RateLimitPayload, SourceAccountPayload
+from app.codat.webhooks import (
+    CompanyPayload,
+    ConnectionPayload,
+    RateLimitPayload,
+    SourceAccountPayload,
+)
 from app.db import utcnow
 from app.events.outbox import announce
 from app.models import SourceAccount
@@ -118,7 +124,7 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
             # Codat announces a connection as it creates it, maybe before our click records it.
             raise NotRecordedYet(f"connection {connection.id} is not recorded yet")
         return Outcome("unmatched", feed.customer_id)
-    if status is not None:
+    if status is not None and earlier.status != COMPANY_DELETED:
         earlier.status = status  # a replaced connection: its history row only
     return Outcome("handled", feed.customer_id)
 
@@ -157,6 +163,20 @@ async def handle_source_account_event(session: AsyncSession, event: InboxEvent) 
     return Outcome("handled", feed.customer_id)
 
 
+# --- company.deleted ----------------------------------------------------------------------
+
+
+async def handle_company_deleted(session: AsyncSession, event: InboxEvent) -> Outcome:
+    """The customer's company is gone from Codat: the next click creates everything again."""
+    company = parse_payload(CompanyPayload, event)
+    feed = await find_bank_feed(session, company.id, None)
+    if feed is None:
+        return Outcome("unmatched")
+    await forget_company(session, feed, event.as_of)
+    await announce(session, feed.customer_id)
+    return Outcome("handled", feed.customer_id)
+
+
 # --- client.rateLimit.* -------------------------------------------------------------------
 
 
@@ -188,6 +208,7 @@ HANDLERS: Mapping[str, Handler] = {
     "connection.deleted": handle_connection_event,
     "bankFeeds.sourceAccount.connected": handle_source_account_event,
     "bankFeeds.sourceAccount.disconnected": handle_source_account_event,
+    "company.deleted": handle_company_deleted,
     "client.rateLimit.reached": handle_rate_limit_reached,
     "client.rateLimit.reset": handle_rate_limit_reset,
 }

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
+from app.bank_feeds import webhook_health
 from app.db import utcnow
 from app.webhooks import inbox
 from app.webhooks.handlers import HANDLERS, Handler, MalformedPayload
@@ -115,7 +116,10 @@ class InboxWorker:
         handler = self.handlers.get(event.event_type)
         if handler is None:
             return Outcome("ignored")
-        return await handler(session, event)
+        outcome = await handler(session, event)
+        if outcome.status == "handled" and outcome.customer_id:
+            await webhook_health.note_touched(session, outcome.customer_id, utcnow())
+        return outcome
 
     async def _fail(self, event: InboxEvent, error: str, *, retry: bool) -> None:
         retry_at = self.retry_at(event.attempts, utcnow()) if retry else None

@@ -156,24 +156,27 @@ async def test_a_pending_feed_after_a_click_is_scheduled_then_refreshed(
     assert {a.codat_status for a in (await accounts(sessions, "c00")).values()} == {"connected"}
 
 
-async def test_pending_feeds_are_polled_often_only_for_a_while(
+async def test_pending_feeds_are_polled_with_a_backoff(
     sessions: async_sessionmaker[AsyncSession],
     make: Make,
     codat: FakeCodat,
 ) -> None:
     codat.connection_status, codat.account_status = "PendingAuth", "pending"
     clock = Clock()
-    await add_pending_feeds(sessions, 1, clock.now - timedelta(minutes=50))
-    reconciler = make(clock=clock)
-    await reconciler.run_once()
-    row = await feed(sessions, "c00")
-    assert row.last_refreshed_at is not None
-    assert row.next_reconcile_at == row.last_refreshed_at + timedelta(seconds=15)
-    clock.advance(15 * 60)  # more than an hour after the click: the slow cadence
-    await reconciler.run_once()
-    row = await feed(sessions, "c00")
-    assert row.last_refreshed_at is not None
-    assert row.next_reconcile_at == row.last_refreshed_at + timedelta(hours=6)
+    clicked = clock.now - timedelta(seconds=15)
+    await add_pending_feeds(sessions, 1, clicked)
+    reconciler = make(clock=clock, poll_while_webhooks_healthy=True)
+    waits = []
+    for _ in range(9):
+        await reconciler.run_once()
+        row = await feed(sessions, "c00")
+        assert row.last_refreshed_at is not None and row.next_reconcile_at is not None
+        waits.append((row.next_reconcile_at - row.last_refreshed_at).total_seconds())
+        clock.now = row.next_reconcile_at
+    # As long again as since the click, from 15 s, up to the hour: 18 requests in the first
+    # hour and then 2 an hour, where it was 480 in the first hour.
+    assert waits == [15, 30, 60, 120, 240, 480, 960, 1920, 3600]
+    assert len(codat.calls) == 18
 
 
 def test_cadence() -> None:
@@ -182,14 +185,21 @@ def test_cadence() -> None:
         customer_id="x",
         connection_id="c",
         connection_status="PendingAuth",
-        created_at=now - timedelta(minutes=5),
+        created_at=now - timedelta(seconds=5),
         last_refreshed_at=now,
     )
     assert CADENCE.next_reconcile(pending, now) == now + timedelta(seconds=15)
+    pending.created_at = now - timedelta(minutes=10)
+    assert CADENCE.next_reconcile(pending, now) == now + timedelta(minutes=10)
     pending.created_at = now - timedelta(hours=2)
-    assert CADENCE.next_reconcile(pending, now) == now + timedelta(hours=6)
-    pending.last_click_at = now - timedelta(minutes=1)  # a fresh click: often again
+    assert CADENCE.next_reconcile(pending, now) == now + timedelta(hours=1)  # capped
+    pending.last_click_at = now - timedelta(seconds=1)  # a fresh click: often again
     assert CADENCE.next_reconcile(pending, now) == now + timedelta(seconds=15)
+    pending.last_click_at = None
+    pending.created_at = now - timedelta(days=7)  # nobody touched it for a week: left alone
+    assert CADENCE.next_reconcile(pending, now) is None
+    pending.last_webhook_at = now - timedelta(days=1)  # a webhook touched it: polled again
+    assert CADENCE.next_reconcile(pending, now) == now + timedelta(hours=1)
     linked = BankFeed(
         customer_id="x",
         connection_id="c",
@@ -198,6 +208,9 @@ def test_cadence() -> None:
         last_refreshed_at=now,
     )
     assert CADENCE.next_reconcile(linked, now) == now + timedelta(hours=6)
+    linked.created_at = linked.last_refreshed_at = now - timedelta(days=8)
+    assert CADENCE.next_reconcile(linked, now) is None
+    linked.created_at = linked.last_refreshed_at = now
     for settled in ("Unlinked", "Deauthorized"):
         linked.connection_status = settled
         assert CADENCE.next_reconcile(linked, now) is None

@@ -24,6 +24,7 @@ from app.codat.errors import (
     CodatTimeout,
     CodatUnauthorized,
     CodatUnprocessable,
+    CodatWriteUnconfirmed,
 )
 from app.codat.models import SourceAccountCreate, SourceAccountUpdate
 
@@ -171,13 +172,19 @@ async def test_budget_bounds_total_time_of_retries() -> None:
     assert time.monotonic() - started < 1.5
 
 
-async def test_idempotency_key_on_post_and_patch_same_across_retries() -> None:
-    answers = [httpx.Response(503, json=error_body(503)), httpx.Response(200, json=CONNECTION)]
+async def test_idempotency_key_kept_only_after_a_429_and_never_after_a_5xx() -> None:
+    answers = [httpx.Response(429, json=error_body(429)), httpx.Response(200, json=CONNECTION)]
     client, seen = make(lambda r: answers.pop(0))
     await client.create_connection("c")
     keys = {r.headers["idempotency-key"] for r in seen}
-    assert len(seen) == 2 and len(keys) == 1
+    assert len(seen) == 2 and len(keys) == 1  # Codat does not keep a 429
     assert json.loads(seen[0].content) == {"platformKey": "hcws"}
+
+    # Codat keeps a 5xx under its key: the same key would only get it again.
+    client, seen = make(lambda r: httpx.Response(503, json=error_body(503)))
+    with pytest.raises(CodatWriteUnconfirmed) as caught:
+        await client.create_connection("c")
+    assert len(seen) == 1 and caught.value.transient and caught.value.status == 503
 
     client, seen = make(lambda r: httpx.Response(200, json={"id": "a1", "accountName": "x"}))
     await client.update_source_account("c", "x", SourceAccountUpdate(id="a1", account_name="x"))
@@ -258,7 +265,8 @@ async def test_batch_create_reads_201_207_and_409_per_account() -> None:
 
 
 async def test_money_is_sent_as_a_json_number_exactly() -> None:
-    client, seen = make(lambda r: httpx.Response(200, json={"id": "a1"}))
+    created = [{"sourceAccountId": "a1", "result": {"statusCode": 201, "account": {"id": "a1"}}}]
+    client, seen = make(lambda r: httpx.Response(201, json=created))
     body = SourceAccountCreate(
         id="a1",
         account_name="A",
@@ -267,7 +275,8 @@ async def test_money_is_sent_as_a_json_number_exactly() -> None:
         currency="USD",
         balance=Decimal("-1234.56"),
     )
-    await client.create_source_account("c", "x", body)
+    item = await client.create_source_account("c", "x", body)
+    assert item.created and seen[0].url.path.endswith("/bankFeedAccounts/batch")
     assert b'"balance":-1234.56' in seen[0].content.replace(b" ", b"")
 
 

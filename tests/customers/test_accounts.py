@@ -155,7 +155,7 @@ async def test_new_account_is_created_in_codat_with_one_post(service: Service) -
         (
             "POST",
             f"/companies/{codat_connection(service).company_id}/connections/"
-            f"{codat_connection(service).id}/connectionInfo/bankFeedAccounts",
+            f"{codat_connection(service).id}/connectionInfo/bankFeedAccounts/batch",
         )
     ]
     in_codat = codat_connection(service).source_accounts["acc-new"]
@@ -374,3 +374,25 @@ async def test_codat_refusal_is_502_and_changes_nothing(faulty: FaultyService) -
     )
     async with service.sessions() as session:
         assert await session.get(SourceAccount, ("cus-1", "acc-new")) is None
+
+
+async def test_close_disconnects_the_account_in_codat_and_shows_it_closed(
+    service: Service,
+) -> None:
+    await with_bank_feed(service)
+    service.sandbox.reset_calls()
+    path = "/ops/customers/cus-1/accounts/acc-0:close"
+
+    closed = await service.client.post(path, headers=service.ops_headers)
+    again = await service.client.post(path, headers=service.ops_headers)
+
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert again.status_code == 200 and again.json()["status"] == "closed"
+    account = codat_connection(service).source_accounts["acc-0"]
+    assert account.status.value == "disconnected"
+    assert [(c.method, c.route) for c in service.sandbox.calls] == [
+        (
+            "PATCH",
+            "/companies/{companyId}/connections/{connectionId}/connectionInfo/bankFeedAccounts/{accountId}",
+        )
+    ]

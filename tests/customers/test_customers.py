@@ -32,7 +32,16 @@ async def test_put_creates_then_updates(service: Service) -> None:
         "total": 0,
         "connected_count": 0,
         "by_status": dict.fromkeys(
-            ["not_pushed", "pending", "connecting", "connected", "disconnected", "unknown"], 0
+            [
+                "not_pushed",
+                "pending",
+                "connecting",
+                "connected",
+                "disconnected",
+                "closed",
+                "unknown",
+            ],
+            0,
         ),
     }
     updated = await put_customer(service, "cus-1", name="Acme & Sons, Inc.", locale="fr")
@@ -128,7 +137,8 @@ async def test_offboard_unlinks_a_linked_connection_and_keeps_our_rows(service: 
         "local": {"customer_deleted": False, "accounts_deleted": 0},
     }
     assert codat_connection(service).status.value == "Unlinked"
-    assert [m for m, _ in calls(service)] == ["GET", "PATCH"]
+    assert codat_connection(service).credentials == {}  # revoked: QuickBooks cannot use them
+    assert [m for m, _ in calls(service)] == ["GET", "DELETE", "PATCH"]
     async with service.sessions() as session:
         feed = await session.get(BankFeed, "cus-1")
         assert feed is not None and feed.connection_status == "Unlinked"
@@ -138,14 +148,20 @@ async def test_offboard_unlinks_a_linked_connection_and_keeps_our_rows(service: 
     assert [r["code"] for r in status["reasons"]] == ["connection_unlinked"]
 
 
-async def test_offboard_leaves_a_pending_connection_alone(service: Service) -> None:
+async def test_offboard_revokes_credentials_and_ends_a_pending_connection(
+    service: Service,
+) -> None:
     await with_bank_feed(service)
+    connection = codat_connection(service)
+    service.sandbox.bank_feeds.issue_credentials(connection)  # the Link page handed some out
     response = await service.client.delete("/ops/customers/cus-1", headers=service.ops_headers)
     assert response.status_code == 200
-    assert response.json()["codat"]["connection_unlinked"] is False
-    assert response.json()["codat"]["connection_status"] == "PendingAuth"
-    assert [m for m, _ in calls(service)] == ["GET"]
-    assert codat_connection(service).status.value == "PendingAuth"
+    assert response.json()["codat"]["connection_unlinked"] is True
+    assert response.json()["codat"]["connection_status"] == "Unlinked"
+    # Codat unlinks only Linked connections: a pending one is deleted, its credentials revoked.
+    assert [m for m, _ in calls(service)] == ["GET", "DELETE", "DELETE"]
+    assert connection.credentials == {}
+    assert not any(c.connections for c in service.sandbox.store.companies.values())
 
 
 async def test_offboard_without_bank_feed_calls_nothing(service: Service) -> None:

@@ -32,6 +32,7 @@ async def test_codat_down_the_service_stays_up_backs_off_and_recovers(
         database_url,
         run_background=True,
         reconciler_enabled=True,
+        reconciler_poll_while_webhooks_healthy=True,  # this proof is about polling Codat
         reconciler_interval_seconds=RECONCILER_INTERVAL,
         reconciler_pending_interval_seconds=RECONCILER_INTERVAL,
         background_retry_budget_seconds=1.0,

@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app.sandbox import SandboxConfig, create_sandbox_app
 from app.sandbox.emulator import Sandbox
 from app.sandbox.faults import FaultConfig, FaultInjector
-from app.sandbox.idempotency import IdempotencyMiddleware, IdempotencyStore
+from app.sandbox.idempotency import IN_PROGRESS_MESSAGE, IdempotencyMiddleware, IdempotencyStore
 from app.sandbox.state import SandboxClock
 from tests.reliability.conftest import Record
 from tests.reliability.support import sandbox_process
@@ -87,7 +87,7 @@ async def test_every_api_response_carries_codat_rate_limit_headers(api: Any) -> 
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-async def test_injected_status_has_codat_error_body_and_skips_the_handler(
+async def test_injected_status_has_codat_error_body_and_is_kept_unless_429(
     api: Any, status: int
 ) -> None:
     app, client = api
@@ -104,10 +104,16 @@ async def test_injected_status_has_codat_error_body_and_skips_the_handler(
     assert sandbox_of(app).store.companies == {}
     [call] = sandbox_of(app).calls
     assert (call.status, call.fault) == (status, str(status))
-    # The fault was at the edge: the key was never used, so the retry is a first request.
+    # Codat keeps every answer but a 429 under its key: a replayed 5xx stays a 5xx.
     injector_of(app).configure(FaultConfig())
     retried = await client.post("/companies", json=COMPANY, headers=key("k-1"))
-    assert retried.status_code == 200 and sandbox_of(app).calls[-1].idempotency is None
+    fresh_key = await client.post("/companies", json=COMPANY, headers=key("k-2"))
+    if status == 429:
+        assert retried.status_code == 200 and sandbox_of(app).calls[-2].idempotency is None
+    else:
+        assert retried.status_code == status and retried.json() == body
+        assert sandbox_of(app).calls[-2].idempotency == "replayed"
+    assert fresh_key.status_code == 200
 
 
 async def test_faults_follow_the_route_and_method_filter(api: Any) -> None:
@@ -205,6 +211,24 @@ async def test_concurrent_requests_per_company_are_limited(api: Any) -> None:
     assert injector_of(app).in_flight == {}
 
 
+async def test_codat_limits_are_on_without_any_fault_configured(api: Any) -> None:
+    app, client = api
+    ours = (await client.post("/companies", json=COMPANY)).json()["id"]
+    injector_of(app).configure(FaultConfig(latency_ms=200))  # no limit set: Codat's own
+
+    responses = await asyncio.gather(*(client.get(f"/companies/{ours}") for _ in range(12)))
+    injector = injector_of(app)
+    injector.used_today = injector.daily_limit - 1  # the rest of Codat's 1000 x (1 + 0 ACC)
+    last = await client.get("/companies")
+    over = await client.get("/companies")
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 10 + [429] * 2  # 10 concurrent requests per company
+    assert last.status_code == 200 and last.headers["x-rate-limit-remaining"] == "0"
+    assert over.status_code == 429 and over.headers["x-rate-limit-limit"] == "1000"
+    assert sandbox_of(app).calls[-1].fault == "quota"
+
+
 async def test_latency_is_fixed_plus_jitter(api: Any) -> None:
     app, client = api
     injector_of(app).configure(FaultConfig(latency_ms=80, jitter_ms=40, seed=1))
@@ -222,17 +246,31 @@ async def test_latency_is_fixed_plus_jitter(api: Any) -> None:
 # --- unanswered requests, in process ----------------------------------------------------------
 
 
-async def test_timeout_holds_then_the_client_sees_a_timeout(api: Any) -> None:
+async def test_timeout_holds_then_codat_works_on_and_keeps_the_answer(api: Any) -> None:
     app, client = api
-    injector_of(app).configure(FaultConfig(timeout_rate=1.0, timeout_seconds=0.2))
+    injector_of(app).configure(
+        FaultConfig(timeout_rate=1.0, timeout_seconds=0.2, still_running_seconds=0.3)
+    )
     started = time.monotonic()
     with pytest.raises(httpx.TimeoutException):
         await client.post("/companies", json=COMPANY, headers=key("k-t"))
-
     assert time.monotonic() - started >= 0.2
     assert sandbox_of(app).store.companies == {}
-    [call] = sandbox_of(app).calls
-    assert (call.status, call.fault) == (0, "timeout")
+    injector_of(app).configure(FaultConfig())
+    while_running = await client.post("/companies", json=COMPANY, headers=key("k-t"))
+    await asyncio.gather(*injector_of(app).background)
+    done = await client.post("/companies", json=COMPANY, headers=key("k-t"))
+
+    assert while_running.status_code == 409
+    assert while_running.json()["error"] == IN_PROGRESS_MESSAGE
+    check_response("POST", "/companies", 409, while_running.content)
+    [company_id] = sandbox_of(app).store.companies  # the work was done, once
+    assert done.status_code == 200 and done.json()["id"] == company_id
+    assert [(c.status, c.fault, c.idempotency) for c in sandbox_of(app).calls] == [
+        (0, "timeout", None),
+        (409, None, "in_progress"),
+        (200, None, "replayed"),
+    ]
 
 
 async def test_drop_closes_before_anything_is_done(api: Any) -> None:
