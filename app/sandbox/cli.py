@@ -52,6 +52,12 @@ def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     faults.add_argument("--timeout-rate", type=float, default=0.0, help="held, never answered")
     faults.add_argument("--timeout-seconds", type=float, default=30.0, help="how long held")
+    faults.add_argument(
+        "--still-running-seconds",
+        type=float,
+        default=1.0,
+        help="Codat works on after a timeout; its retry gets 409 meanwhile",
+    )
     faults.add_argument("--drop-rate", type=float, default=0.0, help="closed, nothing done")
     faults.add_argument(
         "--lost-response-rate", type=float, default=0.0, help="done, then closed unanswered"
