@@ -38,6 +38,7 @@ OPERATIONS = tuple(
         ("GET", _ACCOUNTS, "list-source-accounts"),
         ("POST", f"{_ACCOUNTS}/batch", "create-batch-source-account"),
         ("PATCH", f"{_ACCOUNTS}/{_ID}", "update-source-account"),
+        ("DELETE", f"{_ACCOUNTS}/credentials", "delete-bank-feed-credentials"),
         ("DELETE", f"{_ACCOUNTS}/{_ID}", "delete-source-account"),
         ("GET", f"/integrations/{_ID}", "get-integration"),
         ("GET", "/webhooks", "list-webhook-consumers"),

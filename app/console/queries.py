@@ -95,7 +95,7 @@ async def fleet_and_needing(
 
 async def webhook_health(session: AsyncSession) -> WebhookHealth:
     pending = CodatEvent.status == "pending"
-    last = select(CodatEvent.received_at).order_by(CodatEvent.id.desc()).limit(1)
+    last = select(func.max(CodatEvent.received_at))
     row = (
         await session.execute(
             select(

@@ -153,13 +153,16 @@ async def test_the_whole_journey_by_click_and_webhooks(service: Service) -> None
     session = await connect_in_quickbooks(service.client, link_url)
     await service.sandbox.webhooks.drain()
     await service.services.inbox_worker().run_once()
-    assert sorted(await new_events(service, 1)) == [
+    told = await new_events(service, 1)
+    # Codat's webhooks may come in any order: only when the connection's comes before the
+    # accounts' is there a moment when the customer still has accounts to connect.
+    assert sorted(e for e in told if e != "customer.needs_action accounts_pending") == [
         f"account.connected {ACC0}",
         f"account.connected {ACC1}",
         "customer.connected",
-        "customer.needs_action accounts_pending",
     ]
-    seen = 5
+    assert told.count("customer.needs_action accounts_pending") <= 1
+    seen = 1 + len(told)
 
     # The customer disconnects an account in QuickBooks; Codat says so a while later.
     response = await service.client.post(
