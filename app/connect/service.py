@@ -22,7 +22,7 @@ from app.bank_feeds import writes
 from app.bank_feeds.company_gone import forget_company
 from app.bank_feeds.statuses import REUSABLE_CONNECTION_STATUSES
 from app.bank_feeds.sync import create_missing, forget_push, in_sync, update_changed
-from app.codat.client import CodatClient
+from app.codat.client import CodatClient, new_idempotency_key
 from app.codat.errors import CodatNotFound
 from app.codat.models import Connection, company_name_for_codat
 from app.connect.tokens import (
@@ -217,9 +217,11 @@ class ConnectService:
                 await session.commit()
                 return company.id
         feed.company_requested_at = utcnow()
+        # An earlier click's create that got no answer is sent again under its own key.
+        feed.company_request_key = feed.company_request_key or new_idempotency_key()
         await session.commit()
 
-        async def keep_key(key: str) -> None:  # stored before it is sent
+        async def keep_key(key: str) -> None:  # a new key (after a 5xx), stored before it is sent
             feed.company_request_key = key
             await session.commit()
 
@@ -228,7 +230,7 @@ class ConnectService:
             company_name(customer),
             tag=(CUSTOMER_TAG, customer.id),
             description=f"Bank feeds for customer {customer.id}",
-            key=feed.company_request_key,  # an earlier click's create that got no answer
+            key=feed.company_request_key,
             keep_key=keep_key,
         )
         feed.company_id = company.id
@@ -254,16 +256,17 @@ class ConnectService:
                 await announce(session, feed.customer_id)
                 await session.commit()
                 return chosen
-        retry_key = feed.connection_request_key  # only ever set while a create is unanswered
         feed.connection_requested_at = utcnow()
+        # Only ever set while a create is unanswered: then it is sent again under that key.
+        feed.connection_request_key = feed.connection_request_key or new_idempotency_key()
         await session.commit()
 
-        async def keep_key(key: str) -> None:  # stored before it is sent
+        async def keep_key(key: str) -> None:  # a new key (after a 5xx), stored before it is sent
             feed.connection_request_key = key
             await session.commit()
 
         created = await writes.create_connection(
-            self.codat, company_id, key=retry_key, keep_key=keep_key
+            self.codat, company_id, key=feed.connection_request_key, keep_key=keep_key
         )
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
         feed.connection_request_key = None
