@@ -244,8 +244,9 @@ async def test_unlinked_connection_is_replaced_and_kept_in_history(service: Serv
 async def faulty(database_url: str) -> AsyncIterator[tuple[Service, FaultyCodat]]:
     await _truncate(database_url)
     transport = FaultyCodat()
+    # Long enough for a click that adopts after a lost answer to finish on a busy machine.
     async for service in start_service(
-        database_url, codat_transport=transport, connect_retry_budget_seconds=0.6
+        database_url, codat_transport=transport, connect_retry_budget_seconds=2.0
     ):
         transport.sandbox = service.app.state.sandbox_app
         yield service, transport
