@@ -339,7 +339,7 @@ class FaultMiddleware:
         if fault == "timeout":
             config = injector.config
 
-            body = await _read_all(receive)  # the client will be gone when the work runs
+            body = await read_body(receive)  # the client will be gone when the work runs
 
             async def replay() -> Message:
                 return {"type": "http.request", "body": body, "more_body": False}
@@ -364,7 +364,8 @@ class FaultMiddleware:
         await _error(send, status, retry_after)
 
 
-async def _read_all(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body, read to its last part."""
     parts: list[bytes] = []
     while True:
         message = await receive()

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.sandbox.errors import error_response
-from app.sandbox.faults import BACKGROUND_SCOPE_KEY, FAULT_SCOPE_KEY, UNANSWERED
+from app.sandbox.faults import BACKGROUND_SCOPE_KEY, FAULT_SCOPE_KEY, UNANSWERED, read_body
 from app.sandbox.state import SandboxClock
 
 IDEMPOTENCY_WINDOW = timedelta(minutes=90)
@@ -143,15 +143,7 @@ class IdempotencyMiddleware:
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
     """The whole request body, and a `receive` that hands it to the app again."""
-    parts: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(parts)
+    body = await read_body(receive)
     given = False
 
     async def replay() -> Message:
