@@ -339,7 +339,10 @@ class FaultMiddleware:
         if fault == "timeout":
             config = injector.config
 
-            body = await read_body(receive)  # the client will be gone when the work runs
+            try:
+                body = await read_body(receive)  # the client will be gone when the work runs
+            except ClientGone:
+                return
 
             async def replay() -> Message:
                 return {"type": "http.request", "body": body, "more_body": False}
@@ -364,11 +367,17 @@ class FaultMiddleware:
         await _error(send, status, retry_after)
 
 
+class ClientGone(Exception):
+    """The client went away before its request was whole: a server runs nothing of it."""
+
+
 async def read_body(receive: Receive) -> bytes:
-    """The whole request body, read to its last part."""
+    """The whole request body, read to its last part; `ClientGone` if it never came whole."""
     parts: list[bytes] = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         if message["type"] != "http.request":
             break
         parts.append(message.get("body", b""))
