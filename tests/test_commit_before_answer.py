@@ -360,6 +360,13 @@ WRITE_ROUTES = [
     ),
     WriteRoute(
         "POST",
+        "/console/customers/{customer_id}/accounts/{account_id}/close",
+        signed_in(with_bank_feed),
+        console("/console/customers/cus-1/accounts/acc-0/close", confirm="yes"),
+        account_closed,
+    ),
+    WriteRoute(
+        "POST",
         "/console/events/{event_id}/retry",
         signed_in(a_handled_event),
         console("/console/events/{event_id}/retry"),

@@ -1,10 +1,9 @@
-"""What the console will show of features this build does not have yet: transaction feeds
+"""What the console shows of features beside the bank feed's connection: transaction feeds
 (pushes per day, failed, held and stale pushes, a customer's transactions, and the account
 actions that go with them) and Codat's daily quota share.
 
-Each provider answers None (or no action) today, and the console draws a panel or a button only
-when its provider has something: nothing is shown that cannot work. To wire a feature, make its
-provider read the feature's service; the templates and the chart already take the data.
+The console draws a panel or a button only when its provider has something: nothing is shown
+that cannot work. A provider whose feature is not in this build answers None (or no action).
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.bank_feeds import quota
 from app.bank_feeds.schemas import AccountOut
+from app.bank_feeds.statuses import CLOSED, DISCONNECTED
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,13 @@ class PushProblems:
 
 @dataclass(frozen=True)
 class QuotaUse:
-    """Codat calls made today (UTC) against the share of the quota this service may use."""
+    """Codat's daily quota (UTC) as every replica sees it: what background work spent of its
+    share, and, when Codat has said, what all calls together used of the day's limit."""
 
-    used_today: int
-    share: int
+    used_today: int  # background requests
+    share: int  # background allowance
+    limit: int
+    used_by_all: int | None  # limit - X-Rate-Limit-Remaining, when a replica has seen it
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,15 @@ async def push_problems(session: AsyncSession) -> PushProblems | None:
     return None
 
 
-async def codat_quota_today(session: AsyncSession) -> QuotaUse | None:
-    """Codat's quota used today against this service's share, for the overview panel."""
-    return None
+async def codat_quota_today(session: AsyncSession, now: datetime, share: float) -> QuotaUse:
+    """Codat's quota used today against background work's share, for the overview panel."""
+    seen = await quota.view(session, now)
+    return QuotaUse(
+        used_today=seen.background_used,
+        share=seen.background_allowance(share),
+        limit=seen.limit,
+        used_by_all=None if seen.remaining is None else max(0, seen.limit - seen.remaining),
+    )
 
 
 async def customer_transactions(
@@ -89,7 +99,17 @@ async def customer_transactions(
     return None
 
 
-def account_actions(account: AccountOut) -> list[AccountAction]:
-    """The actions an account offers in its state: "retry a failed push", "requeue held
-    transactions" and "close an account" come with the transaction feeds."""
-    return []
+def account_actions(customer_id: str, account: AccountOut) -> list[AccountAction]:
+    """The actions an account offers in its state. Closing needs an account in Codat's bank
+    feed; "retry a failed push" and "requeue held transactions" come with the transaction
+    feeds."""
+    actions = []
+    if account.pushed_at is not None and account.status not in (CLOSED, DISCONNECTED):
+        actions.append(
+            AccountAction(
+                "close_account",
+                f"/console/customers/{customer_id}/accounts/{account.id}/close",
+                {"en": "Close…", "fr": "Fermer…"},
+            )
+        )
+    return actions
