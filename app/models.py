@@ -368,7 +368,7 @@ class TransactionPush(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     validation: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    retried_by: Mapped[int | None] = mapped_column(Integer)
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # by operations
 
     __table_args__ = (
         ForeignKeyConstraint(

@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("validation", app.db.JSONType, nullable=True),
-        sa.Column("retried_by", sa.Integer(), nullable=True),
+        sa.Column("retried_at", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status in ('sending', 'unconfirmed', 'pending', 'success', 'failed', 'timed_out')",
             name=op.f("ck_transaction_pushes_status"),
