@@ -48,7 +48,8 @@ def _exact(value: Any) -> str:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError("a number sent to Codat must be finite")
-        return format(value, "f")
+        whole, _, fraction = format(value, "f").partition(".")
+        return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"  # one spelling on both databases
     if isinstance(value, dict):
         return "{" + ",".join(f"{json.dumps(k)}:{_exact(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
@@ -59,8 +60,8 @@ def _exact(value: Any) -> str:
 
 
 def exact_json(body: BankTransactionsCreate) -> str:
-    """The body as JSON text: each Decimal written as the number it is (`100.25`, never
-    `100.25000000000001`), aliases, no unset optionals."""
+    """The body as JSON text: each Decimal written as the number it is, with at least two
+    decimals (`100.25`, never `100.25000000000001`), aliases, no unset optionals."""
     return _exact(body.model_dump(mode="python", by_alias=True, exclude_none=True))
 
 

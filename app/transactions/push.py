@@ -66,7 +66,6 @@ HISTORY_PAGES = 5
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 QUOTA_WAIT = timedelta(minutes=15)
-RECHECK_WAITING = timedelta(minutes=5)  # an account not connected yet: look again
 DAILY = timedelta(days=1)
 MAX_ACCOUNTS_PER_ROUND = 200
 
@@ -271,7 +270,7 @@ class PushJob:
                 return None
             reason = waiting_reason(feed, account, state)
             if reason is not None:
-                state.next_push_at = now + RECHECK_WAITING
+                state.next_push_at = now + tracking.RECHECK_WAITING
                 report.waiting.append(f"{customer_id}/{account_id}")
                 await session.commit()
                 return None

@@ -27,6 +27,7 @@ STATUS_OF = {
 # Words in Codat's answer that mean QuickBooks no longer takes writes for the account.
 DISCONNECTED_WORDS = ("disconnected", "not connected", "no longer connected")
 MAX_REASON = 500
+RECHECK_WAITING = timedelta(minutes=5)  # an account that cannot take writes: look again
 
 
 def _clip(text: str) -> str:
@@ -154,7 +155,7 @@ async def block_account(
     assert feed is not None
     feed.write_blocked_at = now
     feed.write_blocked_reason = _clip(reason or "QuickBooks refused writes to the account.")
-    feed.next_push_at = None
+    feed.next_push_at = now + RECHECK_WAITING
 
 
 def codat_status(push_status: str) -> str:
