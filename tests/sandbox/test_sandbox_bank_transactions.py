@@ -4,6 +4,7 @@ QuickBooks Online Bank Feeds (every `api` response is also checked against Codat
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,8 @@ from app.sandbox.bank_transactions import (
 )
 from app.sandbox.emulator import Sandbox
 from app.sandbox.state import ConnectionStatus, SourceAccountStatus
-from tests.sandbox.sandbox_support import ConnectionRef
+from tests.sandbox.sandbox_oas import assert_valid
+from tests.sandbox.sandbox_support import ConnectionRef, WebhookReceiver
 from tests.sandbox.sandbox_transactions import (
     connect,
     create_path,
@@ -35,6 +37,7 @@ from tests.sandbox.sandbox_transactions import (
     transaction,
     write,
 )
+from tests.sandbox.test_sandbox_webhooks import verify
 
 
 @pytest.fixture
@@ -444,3 +447,45 @@ async def test_injected_faults_reach_the_write_endpoint(
 
     assert response.status_code == 503
     assert sandbox.store.company(ref.company_id).pushes == {}
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [
+        {
+            "push_delay": timedelta(minutes=5),
+            "webhook_max_delay": 0.2,
+            "webhook_duplicate_rate": 0.5,
+            "webhook_seed": 7,
+        }
+    ],
+)
+async def test_write_webhooks_are_signed_and_arrive_out_of_order_and_some_twice(
+    api: httpx.AsyncClient, sandbox: Sandbox, ref: ConnectionRef, receiver: WebhookReceiver
+) -> None:
+    today = _today(sandbox)
+    keys = []
+    for n in range(8):
+        items = [transaction(f"t-{n}", today + timedelta(days=n % 2), "-1", str(100 - n))]
+        keys.append((await write(api, ref, push_body(items))).json()["pushOperationKey"])
+        await settle(api)  # the odd ones are future-dated: they fail
+
+    await sandbox.webhooks.drain()
+
+    writes = [d for d in sandbox.webhooks.deliveries if ".write." in d.event_type]
+    assert [d.envelope["payload"]["id"] for d in writes] == keys  # type: ignore[index]
+    assert [d.event_type for d in writes] == [
+        f"bankTransactions.write.{'unsuccessful' if n % 2 else 'successful'}" for n in range(8)
+    ]
+    arrived = []
+    for headers, body in receiver.requests:
+        verify(headers, body)
+        envelope = json.loads(body)
+        if ".write." in envelope["eventType"]:
+            assert_valid("platform", "/components/schemas/DataTypeWriteWebhook", envelope)
+            arrived.append(headers["webhook-id"])
+    emitted = [d.message_id for d in writes]
+    first_arrivals = list(dict.fromkeys(arrived))
+    assert sorted(first_arrivals) == sorted(emitted)
+    assert first_arrivals != emitted
+    assert len(arrived) > len(emitted)
