@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.errors import InvalidRequest, Unprocessable
-from app.transactions.rules import FUTURE_DATE
+from app.transactions.rules import future_problem
 from app.transactions.schemas import MAX_TRANSACTIONS_PER_REQUEST, TransactionIn
 
 MAX_ERRORS = 100  # listed in one answer; the count says how many there were
@@ -83,8 +83,9 @@ def read_item(index: int, value: Any, today: date) -> tuple[TransactionIn | None
             errors.append(ItemError(index, field, message))
         return None, errors
     errors = []
-    if item.date > today:
-        errors.append(ItemError(index, "date", FUTURE_DATE))
+    future = future_problem(item.date, today)
+    if future:
+        errors.append(ItemError(index, "date", future))
     sign = item.sign_problem()
     if sign:
         errors.append(ItemError(index, "amount", sign))

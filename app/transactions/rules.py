@@ -37,10 +37,10 @@ HOLD_MESSAGES = {
     ),
 }
 
-# Refused on arrival (the ingest API's 422).
-FUTURE_DATE = "Future-dated transactions are not supported."
-DEBIT_POSITIVE = "A Debit transaction must have a negative amount."
-CREDIT_NEGATIVE = "A Credit transaction must have a positive amount."
+# Refused on arrival (the ingest API's 422), as Codat words a failed write.
+FUTURE_DATE = "Future-dated transactions cannot be written: {day} is after {today}."
+DEBIT_SIGN = "A Debit must have a negative amount; this one is {amount}."
+CREDIT_SIGN = "A Credit must have a positive amount; this one is {amount}."
 MONEY_DIGITS = 15  # integer digits a Money column holds (NUMERIC(19, 4))
 MONEY_PLACES = 4
 
@@ -69,12 +69,16 @@ def money_problem(value: Decimal) -> str | None:
 
 def sign_problem(transaction_type: str, amount: Decimal) -> str | None:
     """Amounts keep the sign of their type (Codat warns on a Debit with a positive amount;
-    the service refuses it, and the mirror case)."""
-    if transaction_type == "Debit" and amount > 0:
-        return DEBIT_POSITIVE
-    if transaction_type == "Credit" and amount < 0:
-        return CREDIT_NEGATIVE
+    the stricter reading refuses it, and the mirror case, and zero for either)."""
+    if transaction_type == "Debit" and amount >= 0:
+        return DEBIT_SIGN.format(amount=amount)
+    if transaction_type == "Credit" and amount <= 0:
+        return CREDIT_SIGN.format(amount=amount)
     return None
+
+
+def future_problem(day: date, today: date) -> str | None:
+    return FUTURE_DATE.format(day=day, today=today) if day > today else None
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ class Window:
     def release_problem(self, sent_on: date) -> str | None:
         """Why a held transaction cannot be released with the date `sent_on`."""
         if sent_on > self.today:
-            return FUTURE_DATE
+            return future_problem(sent_on, self.today)
         held = self.hold_reason(sent_on)
         return held[1] if held else None
 

@@ -24,6 +24,8 @@ STATUS_OF = {
     "Failed": "failed",
     "TimedOut": "timed_out",
 }
+# Codat's validators that refuse a write for the account, whatever its transactions.
+ACCOUNT_VALIDATORS = frozenset({"TargetAccountConnected", "SourceAccountConnected"})
 # Words in Codat's answer that mean QuickBooks no longer takes writes for the account.
 DISCONNECTED_WORDS = ("disconnected", "not connected", "no longer connected")
 MAX_REASON = 500
@@ -35,6 +37,9 @@ def _clip(text: str) -> str:
 
 
 def says_disconnected(error: str | None, items: Sequence[ValidationItem]) -> bool:
+    """The write failed for the account, not for its transactions."""
+    if any(i.validator_name in ACCOUNT_VALIDATORS for i in items):
+        return True
     texts = [error or ""] + [i.message or "" for i in items]
     return any(word in t.lower() for t in texts for word in DISCONNECTED_WORDS)
 
