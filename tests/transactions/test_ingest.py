@@ -78,9 +78,7 @@ async def test_stores_exact_decimals_and_counts_duplicates(service: Service) -> 
 async def test_the_same_id_with_other_content_is_a_409_naming_it(service: Service) -> None:
     await prepared(service)
     assert (await post(service, {"transactions": [txn(1), txn(2)]})).status_code == 200
-    answer = await post(
-        service, {"transactions": [txn(3), txn(1, description="changed"), txn(2)]}
-    )
+    answer = await post(service, {"transactions": [txn(3), txn(1, description="changed"), txn(2)]})
     assert answer.status_code == 409
     assert "bank-1" in answer.json()["detail"] and "bank-2" not in answer.json()["detail"]
     assert [r.id for r in await stored(service)] == ["bank-1", "bank-2"]  # bank-3 not stored
