@@ -55,10 +55,10 @@ async def stored(service: Service) -> list[BankTransaction]:
 async def test_stores_exact_decimals_and_counts_duplicates(service: Service) -> None:
     await prepared(service)
     text = (
-        '{"transactions": [{"id": "b-1", "date": "%s", "description": "Deposit",'
+        '{"transactions": [{"id": "b-1", "date": "DAY", "description": "Deposit",'
         ' "amount": 100.25000000000001, "balance": 99999999999.1234, "transactionType": "Credit",'
-        ' "counterparty": "ACME", "reference": "INV-7"}]}' % TODAY.isoformat()
-    )
+        ' "counterparty": "ACME", "reference": "INV-7"}]}'
+    ).replace("DAY", TODAY.isoformat())
     answer = await post(service, text.replace("100.25000000000001", "100.2500"))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
