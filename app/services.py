@@ -27,6 +27,7 @@ from app.logs import RedactingFilter, redaction_list
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings
 from app.transactions.push import PushJob
 from app.transactions.service import FeedRules, TransactionService
+from app.transactions.summary import transaction_feeds
 from app.webhooks.service import WebhookService
 from app.webhooks.worker import InboxWorker
 
@@ -84,7 +85,13 @@ class Services:
                 retry_budget_seconds=budget,
             ),
             customers=CustomerService(sessions, codat, budget=budget),
-            bank_feeds=BankFeedService(sessions, codat, budget=budget, announce=announce),
+            bank_feeds=BankFeedService(
+                sessions,
+                codat,
+                budget=budget,
+                announce=announce,
+                transaction_feeds=transaction_feeds,
+            ),
             webhooks=WebhookService(sessions, settings.codat_webhook_secret, signal),
             events=EventService(sessions),
             console=ConsoleService(sessions, settings.ops_api_token),

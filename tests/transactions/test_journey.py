@@ -94,6 +94,12 @@ async def test_posted_transactions_reach_quickbooks_once_and_the_webhook_settles
     assert [t["id"] for t in listed.json()["items"]] == ["bank-1", "bank-2"]
     pushes = await ops_get(service, "/ops/pushes", customer_id="cus-1", status="success")
     assert [p["transaction_count"] for p in pushes.json()["items"]] == [2]
+    view = (await ops_get(service, "/ops/customers/cus-1/bank-feed")).json()
+    (shown,) = view["transaction_feeds"]
+    assert shown["account_id"] == "acc-0" and shown["last_pushed_balance"] == "2488.25"
+    assert shown["last_pushed_date"] == service.sandbox.clock.today().isoformat()
+    assert shown["counts"]["pushed"] == 2 and shown["counts"]["pending"] == 0
+    assert shown["last_push"]["status"] == "success" and shown["needs_action"] == []
 
 
 async def test_a_write_for_an_account_disconnected_in_quickbooks_flags_it_at_once(
@@ -120,3 +126,6 @@ async def test_a_write_for_an_account_disconnected_in_quickbooks_flags_it_at_onc
     assert view.json()["items"][0]["validation_errors"][0]["validatorName"] == (
         "TargetAccountConnected"
     )
+    feed = (await ops_get(service, "/ops/customers/cus-1/bank-feed")).json()
+    codes = [r["code"] for r in feed["transaction_feeds"][0]["needs_action"]]
+    assert codes == ["writes_refused", "push_failed"]

@@ -34,7 +34,9 @@ async def feed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Feed
 
 async def status_of(feed: Feed, transaction_id: str) -> tuple[str, str | None]:
     async with feed.sessions() as session:
-        row = await session.scalar(select(BankTransaction).where(BankTransaction.id == transaction_id))
+        row = await session.scalar(
+            select(BankTransaction).where(BankTransaction.id == transaction_id)
+        )
         assert row is not None
         return row.status, row.reason
 
