@@ -31,6 +31,17 @@ from app.transactions.schemas import (
 MAX_IDS_NAMED = 20
 
 
+class ConflictingIds(Conflict):
+    """Ids already received with other content; nothing of the request was stored."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        super().__init__(
+            f"Transactions already received with different content (nothing was stored): "
+            f"{_named(ids)}."
+        )
+        self.ids = list(ids)
+
+
 @dataclass(frozen=True)
 class FeedRules:
     """The settings the rules read."""
@@ -120,10 +131,7 @@ class TransactionService:
                 elif item_id not in conflicts:
                     conflicts.append(item_id)
             if conflicts:
-                raise Conflict(
-                    f"Transactions already received with different content (nothing was "
-                    f"stored): {_named(conflicts)}."
-                )
+                raise ConflictingIds(conflicts)
             session.add_all(
                 BankTransaction(
                     customer_id=customer_id,
