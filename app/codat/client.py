@@ -47,6 +47,7 @@ from app.codat.models import (
     SourceAccount,
     SourceAccountCreate,
     SourceAccountUpdate,
+    SyncSettings,
     datetime_or_none,
     wire,
 )
@@ -544,6 +545,10 @@ class CodatClient:
 
     async def get_integration(self, platform_key: str = PLATFORM_KEY_QBO_BANK_FEEDS) -> Integration:
         return await self._call(Integration, "GET", f"/integrations/{_seg(platform_key)}")
+
+    async def get_sync_settings(self) -> SyncSettings:
+        """The client's data type settings (the Portal's Settings > Data types)."""
+        return await self._call(SyncSettings, "GET", "/profile/syncSettings")
 
 
 def in_process(app: Any) -> Transport:

@@ -48,6 +48,7 @@ OPERATIONS = tuple(
         ("GET", f"{_COMPANY}/push/{_ID}", "get-create-operation"),
         ("GET", f"{_COMPANY}/push", "list-create-operations"),
         ("GET", f"/integrations/{_ID}", "get-integration"),
+        ("GET", "/profile/syncSettings", "get-profile-syncSettings"),
         ("GET", "/webhooks", "list-webhook-consumers"),
         ("POST", "/webhooks", "create-webhook-consumer"),
         ("DELETE", f"/webhooks/{_ID}", "delete-webhook-consumer"),
