@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import timedelta
-from decimal import Decimal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -268,7 +268,7 @@ async def a_held_transaction(service: Service) -> None:
                     status=status,
                     reason="why",
                     push_id=push.id if status == "rejected" else None,
-                )  # fmt: skip
+                )
             )
         await session.commit()
 

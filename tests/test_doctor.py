@@ -309,10 +309,11 @@ BANK_TRANSACTIONS = "Codat data type 'bankTransactions'"
 @pytest.mark.parametrize(
     ("transport", "ok", "detail"),
     [
-        (codat(data_types=["bankAccounts", "bankTransactions"]), True, "enabled"),
-        (codat(data_types=["bankAccounts"]), False, "not in the data type settings"),
+        (codat(data_types=("bankAccounts", "bankTransactions")), True, "enabled"),
+        (codat(data_types=("bankAccounts",)), False, "not in the data type settings"),
         (
             codat(
+                data_types=None,  # not readable: the integration's features decide
                 features=[
                     {
                         "datatype": "bankTransactions",
@@ -320,7 +321,7 @@ BANK_TRANSACTIONS = "Codat data type 'bankTransactions'"
                             {"featureType": "Post", "featureState": "NotSupported"}
                         ],
                     }
-                ]
+                ],
             ),
             False,
             "writes are NotSupported",

@@ -17,7 +17,10 @@ from app.transactions.cli import run_import
 from tests.conftest import _truncate, make_settings
 from tests.factories import add_customer
 
-HEADER = "customer_id,account_id,id,date,description,amount,balance,transactionType,counterparty,reference\n"
+HEADER = (
+    "customer_id,account_id,id,date,description,amount,balance,transactionType,"
+    "counterparty,reference\n"
+)
 
 
 async def count(url: str) -> int:
