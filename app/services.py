@@ -25,6 +25,8 @@ from app.events.service import EventService
 from app.events.worker import EventWorker
 from app.logs import RedactingFilter, redaction_list
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings
+from app.transactions.push import PushJob
+from app.transactions.service import FeedRules, TransactionService
 from app.webhooks.service import WebhookService
 from app.webhooks.worker import InboxWorker
 
@@ -48,7 +50,9 @@ class Services:
     webhooks: WebhookService
     events: EventService
     console: ConsoleService
+    transactions: TransactionService
     inbox_signal: asyncio.Event = field(default_factory=asyncio.Event)
+    push_signal: asyncio.Event = field(default_factory=asyncio.Event)
     demo_inbox: DemoInbox = field(default_factory=DemoInbox)  # sandbox mode's demo host app
 
     @classmethod
@@ -56,6 +60,7 @@ class Services:
         sessions = session_factory(engine)
         budget = settings.connect_retry_budget_seconds
         signal = asyncio.Event()
+        push_signal = asyncio.Event()
         return cls(
             settings=settings,
             engine=engine,
@@ -75,7 +80,9 @@ class Services:
             webhooks=WebhookService(sessions, settings.codat_webhook_secret, signal),
             events=EventService(sessions),
             console=ConsoleService(sessions, settings.ops_api_token),
+            transactions=TransactionService(sessions, feed_rules(settings), push_signal.set),
             inbox_signal=signal,
+            push_signal=push_signal,
         )
 
     def provide(self, kind: type[T]) -> T:
@@ -118,6 +125,18 @@ class Services:
             poll_while_webhooks_healthy=settings.reconciler_poll_while_webhooks_healthy,
         )
 
+    def push_job(self, **overrides: Any) -> PushJob:
+        """The transaction feed's pushes to Codat, as configured; tests pass `clock=`."""
+        settings = self.settings
+        options: dict[str, Any] = {
+            "rules": feed_rules(settings),
+            "signal": self.push_signal,
+            "poll_after": timedelta(seconds=settings.transactions_poll_after_seconds),
+            "retry_budget_seconds": settings.background_retry_budget_seconds,
+            "quota_share": settings.reconciler_quota_share,
+        }
+        return PushJob(self.sessions, self.codat, **{**options, **overrides})
+
     def event_worker(self, **overrides: Any) -> EventWorker:
         """The delivery of events to the host app's endpoints, as configured; tests pass
         `transport=` or `clock=`."""
@@ -132,13 +151,16 @@ class Services:
 
     def background_jobs(self) -> list[BackgroundJob]:
         """What this process runs besides HTTP: the inbox worker, the reconciler unless
-        RECONCILER_ENABLED=false, and the event delivery worker; nothing with
-        BACKGROUND_WORKERS=off (web replicas leave it to `bankfeeds worker`)."""
+        RECONCILER_ENABLED=false, the transaction pushes unless TRANSACTIONS_PUSH_ENABLED=false,
+        and the event delivery worker; nothing with BACKGROUND_WORKERS=off (web replicas leave
+        it to `bankfeeds worker`)."""
         if self.settings.background_workers == "off":
             return []
         jobs: list[BackgroundJob] = [self.inbox_worker().run]
         if self.settings.reconciler_enabled:
             jobs.append(self.reconciler().run)
+        if self.settings.transactions_push_enabled:
+            jobs.append(self.push_job().run)
         jobs.append(self.event_worker().run)
         return jobs
 
@@ -154,6 +176,14 @@ class Services:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+def feed_rules(settings: Settings) -> FeedRules:
+    return FeedRules(
+        timezone=settings.transactions_timezone,
+        history_days=settings.transactions_history_days,
+        push_delay=timedelta(seconds=settings.transactions_push_delay_seconds),
+    )
 
 
 @contextlib.asynccontextmanager
