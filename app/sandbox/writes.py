@@ -54,6 +54,7 @@ class BankTransactionWrites:
         self.delay = delay
         self._emit = emit
         self._on_scheduled = on_scheduled
+        self._pending: dict[str, PushOperation] = {}  # by key, in the order requested
 
     def create(
         self,
@@ -82,6 +83,7 @@ class BankTransactionWrites:
             times_out=times_out,
         )
         pushes[push.key] = push
+        self._pending[push.key] = push
         if self._on_scheduled is not None:
             self._on_scheduled(push.due)
         return push
@@ -95,20 +97,20 @@ class BankTransactionWrites:
     def settle(self, everything: bool = False) -> datetime | None:
         """Settle the writes that are due (or all, for a test); return the next one still due."""
         now = self.store.clock.now()
-        waiting = [
-            push
-            for company in list(self.store.companies.values())
-            for push in company.pushes.values()
-            if push.status is PushStatus.PENDING
-        ]
-        waiting.sort(key=lambda p: p.requested)
         next_due: datetime | None = None
-        for push in waiting:
-            if everything or push.due <= now:
+        for push in list(self._pending.values()):
+            if push.company_id not in self.store.companies:  # deleted, with its history
+                del self._pending[push.key]
+            elif everything or push.due <= now:
+                del self._pending[push.key]
                 self._settle(push, now)
             elif next_due is None or push.due < next_due:
                 next_due = push.due
         return next_due
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     def _settle(self, push: PushOperation, now: datetime) -> None:
         company = self.store.companies[push.company_id]

@@ -251,9 +251,10 @@ async def test_1000_transactions_are_taken(
     items = [transaction(f"t-{n}", today, "-1", str(2000 - n)) for n in range(1000)]
 
     key = (await write(api, ref, push_body(items))).json()["pushOperationKey"]
-    await settle(api)
 
+    assert await settle(api) == 1
     assert sandbox.writes.push(ref.company_id, key).status.value == "Success"
+    assert await settle(api) == 0
 
 
 def _days(sandbox: Sandbox, n: int) -> date:
