@@ -409,18 +409,31 @@ async def test_an_injected_timeout_ends_timed_out_but_the_write_lands(
     assert [w["id"] for w in ledger["accounts"][0]["written"]] == ["t-1"]
 
 
-async def test_a_write_slower_than_its_timeout_ends_timed_out(
+async def test_a_write_slower_than_its_timeout_times_out_then_lands(
     api: httpx.AsyncClient, sandbox: Sandbox, ref: ConnectionRef
 ) -> None:
     sandbox.writes.delay = timedelta(minutes=3)
     body = push_body([transaction("t-1", _today(sandbox), "-5", "95")])
-
     created = await write(api, ref, body, params={"timeoutInMinutes": 2})
-    await api.post("/_sandbox/clock/advance", json={"seconds": 180})
+    key = created.json()["pushOperationKey"]
+    account = sandbox.store.connection(ref.company_id, ref.connection_id).source_accounts["acc-1"]
 
-    push = sandbox.writes.push(ref.company_id, created.json()["pushOperationKey"])
+    await api.post("/_sandbox/clock/advance", json={"seconds": 120})
+    timed_out = (await api.get(f"/companies/{ref.company_id}/push/{key}")).json()
+    written_at_timeout = list(account.written)
+    await api.post("/_sandbox/clock/advance", json={"seconds": 60})
+    later = (await api.get(f"/companies/{ref.company_id}/push/{key}")).json()
+
     assert created.json()["timeoutInMinutes"] == 2
-    assert push.status.value == "TimedOut"
+    assert timed_out["status"] == "TimedOut"
+    assert "may still be written" in timed_out["errorMessage"]
+    assert written_at_timeout == []
+    assert later == timed_out  # the status stays; the write lands all the same
+    assert [w.transaction.id for w in account.written] == ["t-1"]
+    assert account.balance == Decimal("95")
+    await sandbox.webhooks.drain()
+    events = [d.event_type for d in sandbox.webhooks.deliveries if ".write." in d.event_type]
+    assert events == ["bankTransactions.write.unsuccessful"]  # once, at the timeout
 
 
 @pytest.mark.parametrize(
