@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,7 +18,7 @@ from app.codat.client import CodatClient, Transport, in_process
 from app.connect.service import ConnectService
 from app.console.service import ConsoleService
 from app.customers.service import CustomerService
-from app.db import create_engine, session_factory
+from app.db import create_engine, session_factory, utcnow
 from app.demo.inbox import DemoInbox
 from app.events.outbox import announce
 from app.events.service import EventService
@@ -27,6 +27,7 @@ from app.logs import RedactingFilter, redaction_list
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings
 from app.transactions.push import PushJob
 from app.transactions.service import FeedRules, TransactionService
+from app.transactions.summary import transaction_feeds
 from app.webhooks.service import WebhookService
 from app.webhooks.worker import InboxWorker
 
@@ -55,8 +56,16 @@ class Services:
     push_signal: asyncio.Event = field(default_factory=asyncio.Event)
     demo_inbox: DemoInbox = field(default_factory=DemoInbox)  # sandbox mode's demo host app
 
+    clock: Callable[[], datetime] = utcnow  # the transaction feed's; the sandbox's in sandbox mode
+
     @classmethod
-    def build(cls, settings: Settings, engine: AsyncEngine, codat: CodatClient) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        engine: AsyncEngine,
+        codat: CodatClient,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Services:
         sessions = session_factory(engine)
         budget = settings.connect_retry_budget_seconds
         signal = asyncio.Event()
@@ -76,13 +85,22 @@ class Services:
                 retry_budget_seconds=budget,
             ),
             customers=CustomerService(sessions, codat, budget=budget),
-            bank_feeds=BankFeedService(sessions, codat, budget=budget, announce=announce),
+            bank_feeds=BankFeedService(
+                sessions,
+                codat,
+                budget=budget,
+                announce=announce,
+                transaction_feeds=transaction_feeds,
+            ),
             webhooks=WebhookService(sessions, settings.codat_webhook_secret, signal),
             events=EventService(sessions),
             console=ConsoleService(sessions, settings.ops_api_token),
-            transactions=TransactionService(sessions, feed_rules(settings), push_signal.set),
+            transactions=TransactionService(
+                sessions, feed_rules(settings), push_signal.set, clock=clock
+            ),
             inbox_signal=signal,
             push_signal=push_signal,
+            clock=clock,
         )
 
     def provide(self, kind: type[T]) -> T:
@@ -134,6 +152,7 @@ class Services:
             "poll_after": timedelta(seconds=settings.transactions_poll_after_seconds),
             "retry_budget_seconds": settings.background_retry_budget_seconds,
             "quota_share": settings.reconciler_quota_share,
+            "clock": self.clock,
         }
         return PushJob(self.sessions, self.codat, **{**options, **overrides})
 
@@ -194,7 +213,9 @@ async def open_services(
     engine = create_engine(settings.database_url)
     try:
         async with open_codat(settings, sandbox=sandbox, transport=codat_transport) as codat:
-            yield Services.build(settings, engine, codat)
+            # In sandbox mode "today" is the sandbox's, whose clock tests and demos move.
+            clock = sandbox.state.sandbox.clock.now if sandbox is not None else utcnow
+            yield Services.build(settings, engine, codat, clock)
     finally:
         await engine.dispose()
 

@@ -40,7 +40,11 @@ OPERATIONS = tuple(
         ("PATCH", f"{_ACCOUNTS}/{_ID}", "update-source-account"),
         ("DELETE", f"{_ACCOUNTS}/credentials", "delete-bank-feed-credentials"),
         ("DELETE", f"{_ACCOUNTS}/{_ID}", "delete-source-account"),
-        ("POST", f"{_CONNECTION}/push/bankAccounts/{_ID}/bankTransactions", "create-bank-transactions"),
+        (
+            "POST",
+            f"{_CONNECTION}/push/bankAccounts/{_ID}/bankTransactions",
+            "create-bank-transactions",
+        ),
         ("GET", f"{_COMPANY}/push/{_ID}", "get-create-operation"),
         ("GET", f"{_COMPANY}/push", "list-create-operations"),
         ("GET", f"/integrations/{_ID}", "get-integration"),

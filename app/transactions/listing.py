@@ -31,7 +31,7 @@ def transaction_out(row: BankTransaction) -> TransactionOut:
         transactionType=row.transaction_type,
         counterparty=row.counterparty,
         reference=row.reference,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         reason=row.reason,
         push_id=row.push_id,
         sent_date=row.sent_date,
@@ -47,7 +47,7 @@ def push_out(push: TransactionPush) -> PushOut:
         id=push.id,
         customer_id=push.customer_id,
         account_id=push.account_id,
-        status=push.status,  # type: ignore[arg-type]
+        status=push.status,
         push_operation_key=push.push_operation_key,
         transaction_count=push.transaction_count,
         last_date=push.last_date,

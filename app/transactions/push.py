@@ -318,7 +318,7 @@ class PushJob:
                         description=row.description,
                         amount=row.amount,
                         balance=row.balance,
-                        transaction_type=row.transaction_type,  # type: ignore[arg-type]
+                        transaction_type=row.transaction_type,
                         counterparty=row.counterparty,
                         reference=row.reference,
                     )

@@ -3,6 +3,7 @@ transactions and pushes operations list."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from datetime import date, datetime
 from decimal import Decimal
@@ -83,7 +84,7 @@ class IngestOut(BaseModel):
 
 class TransactionOut(BaseModel):
     id: str
-    date: date
+    date: dt.date
     description: str
     amount: Money
     balance: Money
@@ -93,7 +94,7 @@ class TransactionOut(BaseModel):
     status: TransactionStatus
     reason: str | None = Field(description="Why it is held or rejected.")
     push_id: int | None
-    sent_date: date | None = Field(description="The later date it was released with, if any.")
+    sent_date: dt.date | None = Field(description="The later date it was released with, if any.")
     release_reason: str | None
     received_at: datetime
     pushed_at: datetime | None

@@ -55,10 +55,10 @@ async def stored(service: Service) -> list[BankTransaction]:
 async def test_stores_exact_decimals_and_counts_duplicates(service: Service) -> None:
     await prepared(service)
     text = (
-        '{"transactions": [{"id": "b-1", "date": "%s", "description": "Deposit",'
+        '{"transactions": [{"id": "b-1", "date": "DAY", "description": "Deposit",'
         ' "amount": 100.25000000000001, "balance": 99999999999.1234, "transactionType": "Credit",'
-        ' "counterparty": "ACME", "reference": "INV-7"}]}' % TODAY.isoformat()
-    )
+        ' "counterparty": "ACME", "reference": "INV-7"}]}'
+    ).replace("DAY", TODAY.isoformat())
     answer = await post(service, text.replace("100.25000000000001", "100.2500"))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
@@ -78,9 +78,7 @@ async def test_stores_exact_decimals_and_counts_duplicates(service: Service) -> 
 async def test_the_same_id_with_other_content_is_a_409_naming_it(service: Service) -> None:
     await prepared(service)
     assert (await post(service, {"transactions": [txn(1), txn(2)]})).status_code == 200
-    answer = await post(
-        service, {"transactions": [txn(3), txn(1, description="changed"), txn(2)]}
-    )
+    answer = await post(service, {"transactions": [txn(3), txn(1, description="changed"), txn(2)]})
     assert answer.status_code == 409
     assert "bank-1" in answer.json()["detail"] and "bank-2" not in answer.json()["detail"]
     assert [r.id for r in await stored(service)] == ["bank-1", "bank-2"]  # bank-3 not stored
