@@ -14,7 +14,6 @@ from sqlalchemy.orm import selectinload
 
 from app.bank_feeds.statuses import CONNECTED, account_status
 from app.connect.tokens import mint_connect_token
-from app.db import utcnow
 from app.demo.events import router as events_router
 from app.demo.transactions import DemoTransaction, local_today, todays_transactions
 from app.deps import CustomerId, SessionDep, SettingsDep, provided
@@ -143,7 +142,7 @@ async def post_for_account(
     )
     opening = latest.items[0].balance if latest.items else account.balance
     # Never past the service's own today: a local date ahead of it would be refused.
-    day = min(local_today(utcnow(), country), transactions.today())
+    day = min(local_today(transactions.clock(), country), transactions.today())
     made = todays_transactions(account.id, account.account_type, opening, day, random.Random())
     items = read_items([_item(t) for t in made], transactions.today())
     result = await transactions.ingest(account.customer_id, account.id, items)
