@@ -23,6 +23,7 @@ from app.sandbox.bank_transactions import (
     REQUIRED,
     TARGET_ACCOUNT_DISCONNECTED,
     TRANSACTION_TYPE,
+    parse_local_datetime,
 )
 from app.sandbox.emulator import Sandbox
 from app.sandbox.state import ConnectionStatus, SourceAccountStatus
@@ -503,3 +504,23 @@ async def test_write_webhooks_are_signed_and_arrive_out_of_order_and_some_twice(
     assert sorted(first_arrivals) == sorted(emitted)
     assert first_arrivals != emitted
     assert len(arrived) > len(emitted)
+
+
+@pytest.mark.parametrize(
+    ("sent", "local"),
+    [
+        ("2023-08-22", "2023-08-22T00:00:00"),
+        ("2023-08-22T10:21:00", "2023-08-22T10:21:00"),
+        ("2023-08-22T22:21:00-05:00", "2023-08-22T22:21:00"),  # the offset is ignored
+        ("2023-08-22T01:21:00Z", "2023-08-22T01:21:00"),
+        ("2023-08-22T10:21:00.1234567", "2023-08-22T10:21:00.123456"),
+    ],
+)
+def test_a_date_is_a_local_date_time_whatever_offset_comes_with_it(sent: str, local: str) -> None:
+    assert parse_local_datetime(sent).isoformat() == local
+
+
+@pytest.mark.parametrize("sent", ["20230822", "2023-13-01", "22/08/2023", "2023-08-22 10:21"])
+def test_a_date_that_is_not_iso_8601_is_refused(sent: str) -> None:
+    with pytest.raises(ValueError):
+        parse_local_datetime(sent)
