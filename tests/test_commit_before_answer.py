@@ -134,6 +134,14 @@ async def a_customer(service: Service) -> None:
     await add_customer(service.sessions)
 
 
+async def post_demo_transactions(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    return await client.post("/demo/customers/cus-1/transactions")
+
+
+async def transactions_stored(session: AsyncSession) -> bool:
+    return await count(session, BankTransaction) > 0
+
+
 async def click_stored(session: AsyncSession) -> bool:
     return await count(session, UsedConnectToken) > 0 or await count(session, BankFeed) > 0
 
@@ -469,6 +477,13 @@ WRITE_ROUTES = [
     ),
     WriteRoute("GET", "/connect-bank-feeds", a_customer, click_link, click_stored),
     WriteRoute("POST", "/connect-bank-feeds", a_customer, click_form, click_stored),
+    WriteRoute(
+        "POST",
+        "/demo/customers/{customer_id}/transactions",
+        a_customer,
+        post_demo_transactions,
+        transactions_stored,
+    ),
 ]
 # Routes that write nothing, though their method could. (The demo host app keeps the events it
 # receives in memory, as a page of its own would.)

@@ -12,10 +12,9 @@ from decimal import Decimal
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.sandbox.emulator import Sandbox, sandbox_of
+from app.sandbox.emulator import sandbox_of
 from app.sandbox.errors import CodatError
 from app.sandbox.faults import FaultConfig, FaultInjector
-from app.sandbox.state import PushStatus
 from app.sandbox.validation import parse_json
 from app.sandbox.wire import ledger_json
 
@@ -91,17 +90,9 @@ async def ledger(request: Request) -> JSONResponse:
 async def settle_writes(request: Request) -> JSONResponse:
     """Settle every Pending bank transaction write now, whatever its delay."""
     sandbox = sandbox_of(request)
-    pending = _pending_writes(sandbox)
+    pending = sandbox.writes.pending
     sandbox.settle(all_writes=True)
-    return JSONResponse({"settled": pending - _pending_writes(sandbox)})
-
-
-def _pending_writes(sandbox: Sandbox) -> int:
-    return sum(
-        push.status is PushStatus.PENDING
-        for company in sandbox.store.companies.values()
-        for push in company.pushes.values()
-    )
+    return JSONResponse({"settled": pending - sandbox.writes.pending})
 
 
 @router.get("/faults")

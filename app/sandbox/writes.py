@@ -33,6 +33,7 @@ from app.sandbox.wire import company_reference_json, write_webhook_payload
 
 WRITE_SUCCESSFUL = "bankTransactions.write.successful"
 WRITE_UNSUCCESSFUL = "bankTransactions.write.unsuccessful"
+TIMED_OUT_MESSAGE = "The write did not complete within its timeout; it may still be written."
 # What a push operation's statusCode says in each outcome.
 STATUS_CODES = {
     PushStatus.PENDING: 202,
@@ -54,6 +55,7 @@ class BankTransactionWrites:
         self.delay = delay
         self._emit = emit
         self._on_scheduled = on_scheduled
+        self._pending: dict[str, PushOperation] = {}  # by key, in the order requested
 
     def create(
         self,
@@ -82,6 +84,7 @@ class BankTransactionWrites:
             times_out=times_out,
         )
         pushes[push.key] = push
+        self._pending[push.key] = push
         if self._on_scheduled is not None:
             self._on_scheduled(push.due)
         return push
@@ -95,22 +98,33 @@ class BankTransactionWrites:
     def settle(self, everything: bool = False) -> datetime | None:
         """Settle the writes that are due (or all, for a test); return the next one still due."""
         now = self.store.clock.now()
-        waiting = [
-            push
-            for company in list(self.store.companies.values())
-            for push in company.pushes.values()
-            if push.status is PushStatus.PENDING
-        ]
-        waiting.sort(key=lambda p: p.requested)
         next_due: datetime | None = None
-        for push in waiting:
+        for push in list(self._pending.values()):
+            times_out_at = _times_out_at(push)
+            if push.company_id not in self.store.companies:  # deleted, with its history
+                del self._pending[push.key]
+                continue
             if everything or push.due <= now:
+                del self._pending[push.key]
                 self._settle(push, now)
-            elif next_due is None or push.due < next_due:
-                next_due = push.due
+                continue
+            if times_out_at is not None and times_out_at <= now:
+                # Codat stops waiting; the write goes on, and may still land at `due`.
+                self._finish(push, now, PushStatus.TIMED_OUT, TIMED_OUT_MESSAGE, ())
+                times_out_at = None
+            for moment in (push.due, times_out_at):
+                if moment is not None and (next_due is None or moment < next_due):
+                    next_due = moment
         return next_due
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     def _settle(self, push: PushOperation, now: datetime) -> None:
+        if push.status is PushStatus.TIMED_OUT:  # already announced: it lands or not, quietly
+            self._land_late(push, now)
+            return
         company = self.store.companies[push.company_id]
         connection = company.connections.get(push.connection_id)
         account = connection.source_accounts.get(push.account_id) if connection else None
@@ -129,15 +143,23 @@ class BankTransactionWrites:
             self._finish(push, now, PushStatus.FAILED, INVALID_TRANSACTIONS, tuple(invalid))
             return
         self._write(account, push, now)
-        timed_out = push.times_out or (
-            push.timeout_minutes is not None
-            and now - push.requested > timedelta(minutes=push.timeout_minutes)
-        )
-        if timed_out:
-            message = "The write did not complete within its timeout."
-            self._finish(push, now, PushStatus.TIMED_OUT, message, ())
+        if push.times_out:
+            self._finish(push, now, PushStatus.TIMED_OUT, TIMED_OUT_MESSAGE, ())
         else:
             self._finish(push, now, PushStatus.SUCCESS, None, ())
+
+    def _land_late(self, push: PushOperation, now: datetime) -> None:
+        """A write that timed out finishes its work: written if it keeps QBO's rules."""
+        company = self.store.companies[push.company_id]
+        connection = company.connections.get(push.connection_id)
+        account = connection.source_accounts.get(push.account_id) if connection else None
+        if connection is None or account is None:
+            return
+        _count(account, push)
+        if account_refusal(connection, account, push.account_id) is not None:
+            return
+        if not qbo_errors(company, account, push.transactions, self.store.clock.today()):
+            self._write(account, push, now)
 
     def _write(self, account: SourceAccount, push: PushOperation, now: datetime) -> None:
         for transaction in push.transactions:
@@ -163,6 +185,13 @@ class BankTransactionWrites:
         reference = company_reference_json(company, self.store.base_url)
         event = WRITE_SUCCESSFUL if status is PushStatus.SUCCESS else WRITE_UNSUCCESSFUL
         self._emit(event, push.connection_id, write_webhook_payload(push, reference))
+
+
+def _times_out_at(push: PushOperation) -> datetime | None:
+    """When Codat gives up waiting on a Pending write asked with `timeoutInMinutes`."""
+    if push.timeout_minutes is None or push.status is not PushStatus.PENDING:
+        return None
+    return push.requested + timedelta(minutes=push.timeout_minutes)
 
 
 def _count(account: SourceAccount, push: PushOperation) -> None:

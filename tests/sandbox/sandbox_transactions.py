@@ -77,7 +77,9 @@ async def write(
     )
 
 
-async def settle(api: httpx.AsyncClient) -> None:
-    """The test knob: settle every Pending write now."""
+async def settle(api: httpx.AsyncClient) -> int:
+    """The test knob: settle every Pending write now; how many there were."""
     response = await api.post("/_sandbox/writes/settle")
     assert response.status_code == 200
+    settled: int = response.json()["settled"]
+    return settled

@@ -23,6 +23,7 @@ from app.sandbox.bank_transactions import (
     REQUIRED,
     TARGET_ACCOUNT_DISCONNECTED,
     TRANSACTION_TYPE,
+    parse_local_datetime,
 )
 from app.sandbox.emulator import Sandbox
 from app.sandbox.state import ConnectionStatus, SourceAccountStatus
@@ -251,9 +252,10 @@ async def test_1000_transactions_are_taken(
     items = [transaction(f"t-{n}", today, "-1", str(2000 - n)) for n in range(1000)]
 
     key = (await write(api, ref, push_body(items))).json()["pushOperationKey"]
-    await settle(api)
 
+    assert await settle(api) == 1
     assert sandbox.writes.push(ref.company_id, key).status.value == "Success"
+    assert await settle(api) == 0
 
 
 def _days(sandbox: Sandbox, n: int) -> date:
@@ -408,18 +410,31 @@ async def test_an_injected_timeout_ends_timed_out_but_the_write_lands(
     assert [w["id"] for w in ledger["accounts"][0]["written"]] == ["t-1"]
 
 
-async def test_a_write_slower_than_its_timeout_ends_timed_out(
+async def test_a_write_slower_than_its_timeout_times_out_then_lands(
     api: httpx.AsyncClient, sandbox: Sandbox, ref: ConnectionRef
 ) -> None:
     sandbox.writes.delay = timedelta(minutes=3)
     body = push_body([transaction("t-1", _today(sandbox), "-5", "95")])
-
     created = await write(api, ref, body, params={"timeoutInMinutes": 2})
-    await api.post("/_sandbox/clock/advance", json={"seconds": 180})
+    key = created.json()["pushOperationKey"]
+    account = sandbox.store.connection(ref.company_id, ref.connection_id).source_accounts["acc-1"]
 
-    push = sandbox.writes.push(ref.company_id, created.json()["pushOperationKey"])
+    await api.post("/_sandbox/clock/advance", json={"seconds": 120})
+    timed_out = (await api.get(f"/companies/{ref.company_id}/push/{key}")).json()
+    written_at_timeout = list(account.written)
+    await api.post("/_sandbox/clock/advance", json={"seconds": 60})
+    later = (await api.get(f"/companies/{ref.company_id}/push/{key}")).json()
+
     assert created.json()["timeoutInMinutes"] == 2
-    assert push.status.value == "TimedOut"
+    assert timed_out["status"] == "TimedOut"
+    assert "may still be written" in timed_out["errorMessage"]
+    assert written_at_timeout == []
+    assert later == timed_out  # the status stays; the write lands all the same
+    assert [w.transaction.id for w in account.written] == ["t-1"]
+    assert account.balance == Decimal("95")
+    await sandbox.webhooks.drain()
+    events = [d.event_type for d in sandbox.webhooks.deliveries if ".write." in d.event_type]
+    assert events == ["bankTransactions.write.unsuccessful"]  # once, at the timeout
 
 
 @pytest.mark.parametrize(
@@ -489,3 +504,23 @@ async def test_write_webhooks_are_signed_and_arrive_out_of_order_and_some_twice(
     assert sorted(first_arrivals) == sorted(emitted)
     assert first_arrivals != emitted
     assert len(arrived) > len(emitted)
+
+
+@pytest.mark.parametrize(
+    ("sent", "local"),
+    [
+        ("2023-08-22", "2023-08-22T00:00:00"),
+        ("2023-08-22T10:21:00", "2023-08-22T10:21:00"),
+        ("2023-08-22T22:21:00-05:00", "2023-08-22T22:21:00"),  # the offset is ignored
+        ("2023-08-22T01:21:00Z", "2023-08-22T01:21:00"),
+        ("2023-08-22T10:21:00.1234567", "2023-08-22T10:21:00.123456"),
+    ],
+)
+def test_a_date_is_a_local_date_time_whatever_offset_comes_with_it(sent: str, local: str) -> None:
+    assert parse_local_datetime(sent).isoformat() == local
+
+
+@pytest.mark.parametrize("sent", ["20230822", "2023-13-01", "22/08/2023", "2023-08-22 10:21"])
+def test_a_date_that_is_not_iso_8601_is_refused(sent: str) -> None:
+    with pytest.raises(ValueError):
+        parse_local_datetime(sent)
