@@ -68,6 +68,7 @@ BACKOFF_CAP = timedelta(hours=1)
 QUOTA_WAIT = timedelta(minutes=15)
 DAILY = timedelta(days=1)
 MAX_ACCOUNTS_PER_ROUND = 200
+MIN_SLEEP_SECONDS = 1.0
 
 
 @dataclass
@@ -170,7 +171,8 @@ class PushJob:
         wake = min((t for t in (due, attempt) if t is not None), default=None)
         if wake is None:
             return self.interval
-        return min(self.interval, max(0.0, (wake - now).total_seconds()))
+        # Never a busy loop: an account another replica holds is due again at once.
+        return min(self.interval, max(MIN_SLEEP_SECONDS, (wake - now).total_seconds()))
 
     async def run_once(self) -> PushReport:
         report = PushReport()
@@ -231,6 +233,8 @@ class PushJob:
                 await self._follow(push, report)
                 async with self.sessions() as session:
                     push = await repo.outstanding_push(session, customer_id, account_id)
+                    if push is not None:  # its settling schedules the account's next push
+                        await self._unschedule(session, customer_id, account_id)
             if push is None:
                 push = await self._record_next(customer_id, account_id, report)
                 if push is not None:
@@ -239,6 +243,13 @@ class PushJob:
             async with self.sessions() as session:
                 await repo.release_lease(session, customer_id, account_id, self.owner)
                 await session.commit()
+
+    @staticmethod
+    async def _unschedule(session: AsyncSession, customer_id: str, account_id: str) -> None:
+        state = await repo.get_feed(session, customer_id, account_id, lock=True)
+        if state is not None and state.next_push_at is not None:
+            state.next_push_at = None
+            await session.commit()
 
     async def _follow(self, push: TransactionPush, report: PushReport) -> None:
         now = self.clock()

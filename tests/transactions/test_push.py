@@ -306,3 +306,18 @@ async def test_one_worker_per_account(
     assert report.busy == [f"{CUSTOMER}/{ACCOUNT}"] and feed.codat.calls == []
     assert isinstance(report, PushReport)
     await other.job.codat.aclose()
+
+
+async def test_an_account_waiting_on_its_push_is_not_polled_in_a_loop(feed: Feed) -> None:
+    await feed.add(item(1))
+    await feed.job.run_once()
+    await feed.add(item(2))  # arrives while the first push is Pending
+    await feed.job.run_once()
+    assert (await account_feed(feed)).next_push_at is None  # settling the push schedules it
+    assert await feed.job.seconds_until_next() >= 1.0
+    (push,) = await feed.pushes()
+    assert push.push_operation_key
+    feed.codat.settle(push.push_operation_key, "Success")
+    feed.clock.advance(minutes=6)
+    await feed.job.run_once()  # polled: Success, and txn-2 goes at once
+    assert sent_ids(feed) == ["txn-2"]
