@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import BankTransaction, TransactionPush
@@ -82,16 +83,9 @@ async def list_transactions(
         query = query.where(BankTransaction.status == status)
     if after is not None:
         query = query.where(BankTransaction.seq < after)
-    rows = list(
-        (
-            await session.execute(query.order_by(BankTransaction.seq.desc()).limit(limit + 1))
-        ).scalars()
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, last = await _page(session, query.order_by(BankTransaction.seq.desc()), limit)
     return TransactionPage(
-        items=[transaction_out(r) for r in rows],
-        next_cursor=str(rows[-1].seq) if more else None,
+        items=[transaction_out(r) for r in rows], next_cursor=str(last.seq) if last else None
     )
 
 
@@ -107,13 +101,11 @@ async def list_pushes(
         query = query.where(TransactionPush.requested_at >= filters.since)
     if after is not None:
         query = query.where(TransactionPush.id < after)
-    rows = list(
-        (
-            await session.execute(query.order_by(TransactionPush.id.desc()).limit(limit + 1))
-        ).scalars()
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return PushPage(
-        items=[push_out(p) for p in rows], next_cursor=str(rows[-1].id) if more else None
-    )
+    rows, last = await _page(session, query.order_by(TransactionPush.id.desc()), limit)
+    return PushPage(items=[push_out(p) for p in rows], next_cursor=str(last.id) if last else None)
+
+
+async def _page(session: AsyncSession, query: Select[Any], limit: int) -> tuple[list[Any], Any]:
+    """A page of rows, and its last row when another page follows (the cursor's key)."""
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    return rows[:limit], rows[limit - 1] if len(rows) > limit else None

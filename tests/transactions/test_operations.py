@@ -3,12 +3,10 @@ held one with a later date and the reason kept; pushes by page."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import Conflict, Unprocessable
 from app.models import BankTransaction
@@ -18,18 +16,8 @@ from tests.transactions.support import (
     CUSTOMER,
     TODAY,
     Feed,
-    build_feed,
     item,
-    linked_customer,
 )
-
-
-@pytest.fixture
-async def feed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Feed]:
-    await linked_customer(sessions)
-    built = build_feed(sessions)
-    yield built
-    await built.job.codat.aclose()
 
 
 async def status_of(feed: Feed, transaction_id: str) -> tuple[str, str | None]:

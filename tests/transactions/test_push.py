@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,14 +20,6 @@ from tests.transactions.support import (
     item,
     linked_customer,
 )
-
-
-@pytest.fixture
-async def feed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Feed]:
-    await linked_customer(sessions)
-    built = build_feed(sessions)
-    yield built
-    await built.job.codat.aclose()
 
 
 async def statuses(feed: Feed) -> dict[str, tuple[str, str | None]]:

@@ -3,11 +3,9 @@ order or the number of deliveries; an unknown key waits while a push is still un
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.webhooks.handlers import HANDLERS, NotRecordedYet
 from app.webhooks.inbox import InboxEvent
@@ -16,18 +14,8 @@ from tests.transactions.support import (
     CONNECTION,
     NOW,
     Feed,
-    build_feed,
     item,
-    linked_customer,
 )
-
-
-@pytest.fixture
-async def feed(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Feed]:
-    await linked_customer(sessions)
-    built = build_feed(sessions)
-    yield built
-    await built.job.codat.aclose()
 
 
 def event(key: str, status: str, n: int = 1) -> InboxEvent:
