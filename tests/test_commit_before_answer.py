@@ -301,10 +301,23 @@ def release(client: httpx.AsyncClient, service: Service) -> Awaitable[httpx.Resp
     return ops("POST", path, json=body)(client, service)
 
 
-async def retry_push(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+def on_the_push(action: str) -> Request:
+    async def send(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+        async with service.sessions() as session:
+            push_id = await session.scalar(select(TransactionPush.id))
+        return await ops("POST", f"/ops/pushes/{push_id}:{action}")(client, service)
+
+    return send
+
+
+async def a_timed_out_push(service: Service) -> None:
+    await a_held_transaction(service)
     async with service.sessions() as session:
-        push_id = await session.scalar(select(TransactionPush.id))
-    return await ops("POST", f"/ops/pushes/{push_id}:retry")(client, service)
+        await session.execute(update(TransactionPush).values(status="timed_out"))
+        await session.execute(
+            update(BankTransaction).where(BankTransaction.id == "bank-2").values(status="pushing")
+        )
+        await session.commit()
 
 
 CSV = "customer_id,name,country\ncus-1,Acme Plumbing LLC,US\n"
@@ -439,8 +452,15 @@ WRITE_ROUTES = [
         "POST",
         "/ops/pushes/{push_id}:retry",
         a_held_transaction,
-        retry_push,
+        on_the_push("retry"),
         push_retried,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/pushes/{push_id}:landed",
+        a_timed_out_push,
+        on_the_push("landed"),
+        transaction_status("bank-2", "pushed"),
     ),
     WriteRoute("POST", "/webhooks/codat", nothing, deliver, event_stored),
     WriteRoute("POST", "/console/sign-in", nothing, console_sign_in, signed_in_stored),

@@ -158,3 +158,12 @@ async def retry_push(
 ) -> PushOut:
     """Send a failed push's transactions again (a TimedOut one only with `not_landed`)."""
     return await service.retry(push_id, not_landed=body.not_landed if body else False)
+
+
+@router.post("/pushes/{push_id}:landed", response_model=PushOut, responses=NOT_FOUND | CONFLICT)
+async def push_landed(
+    push_id: Annotated[int, Path(ge=1, le=2**31 - 1)], service: TransactionsDep
+) -> PushOut:
+    """A TimedOut push whose transactions you found in QuickBooks' For review list: settled as
+    pushed, never sent again."""
+    return await service.confirm_landed(push_id)

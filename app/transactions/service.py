@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import utcnow
 from app.errors import Conflict, CustomerNotFound, NotFound, Unprocessable
 from app.models import BankTransaction, Customer, SourceAccount, TransactionPush
-from app.transactions import listing
+from app.transactions import listing, tracking
 from app.transactions import repository as repo
 from app.transactions.rules import HELD, PENDING, REJECTED, Window, oldest_allowed, today_for
 from app.transactions.schemas import (
@@ -212,6 +212,22 @@ class TransactionService:
             if feed is not None:  # operations say the cause is fixed
                 feed.write_blocked_at = feed.write_blocked_reason = None
             await repo.push_soon(session, push.customer_id, push.account_id, now)
+            await session.commit()
+            out = listing.push_out(push)
+        self.wake()
+        return out
+
+    async def confirm_landed(self, push_id: int) -> PushOut:
+        """Operations found a TimedOut push's transactions in QuickBooks: it is settled as a
+        success (they are pushed; the account's last date and balance move)."""
+        now = self.clock()
+        async with self.sessions() as session:
+            push = await session.get(TransactionPush, push_id, with_for_update=True)
+            if push is None:
+                raise NotFound(f"No push {push_id}.")
+            if push.status != "timed_out" or push.retried_at is not None:
+                raise Conflict(f"Push {push_id} is {push.status}: only a TimedOut one can land.")
+            await tracking.settle_success(session, push, now, now)
             await session.commit()
             out = listing.push_out(push)
         self.wake()

@@ -35,7 +35,7 @@ def needs_action(
             Reason(
                 code="push_timed_out",
                 message=f"Push {last.id} timed out and may still land: check the account's For "
-                "review list in QuickBooks, then retry it only if it did not.",
+                "review list in QuickBooks; if they are there, confirm it landed, if not, retry.",
             )
         )
     if counts.get(HELD):

@@ -57,6 +57,22 @@ async def test_a_timed_out_push_is_retried_only_when_it_did_not_land(feed: Feed)
         await feed.service.retry(push.id)
     await feed.service.retry(push.id, not_landed=True)
     assert await status_of(feed, "txn-1") == ("pending", None)
+    with pytest.raises(Conflict):
+        await feed.service.confirm_landed(push.id)  # retried: it is not settled twice
+
+
+async def test_a_timed_out_push_found_in_quickbooks_is_settled_as_pushed(feed: Feed) -> None:
+    feed.codat.answer = lambda body: "TimedOut"
+    await feed.add(item(1))
+    await feed.job.run_once()
+    (push,) = await feed.pushes()
+    settled = await feed.service.confirm_landed(push.id)
+    assert settled.status == "success"
+    assert await status_of(feed, "txn-1") == ("pushed", None)
+    await feed.add(item(2))
+    await feed.job.run_once()
+    assert len(feed.codat.created) == 2  # the account goes on; txn-1 was not sent again
+    assert [t["id"] for t in feed.codat.created[-1]["transactions"]] == ["txn-2"]
 
 
 async def test_held_transactions_are_requeued_or_released_with_a_later_date(feed: Feed) -> None:
