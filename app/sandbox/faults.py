@@ -71,6 +71,8 @@ class FaultConfig:
     timeout_rate: float = 0.0
     drop_rate: float = 0.0  # closed at once, unanswered; nothing done
     lost_response_rate: float = 0.0  # the handler runs, then the connection closes unanswered
+    # Create-bank-transactions writes that end TimedOut (they still land, as Codat's may).
+    push_timeout_rate: float = 0.0
     latency_ms: float = 0.0  # added to every matching request...
     jitter_ms: float = 0.0  # ...plus a uniform random 0..jitter_ms
     methods: tuple[str, ...] = ()  # faults only for these methods; empty: all
@@ -95,7 +97,7 @@ class FaultConfig:
                 allowed = ", ".join(str(s) for s in sorted(INJECTABLE_STATUSES))
                 raise ValueError(f"status_rates: {status} is not one of {allowed}")
             _check_rate(f"status_rates[{status}]", rate)
-        for name in ("timeout_rate", "drop_rate", "lost_response_rate"):
+        for name in ("timeout_rate", "drop_rate", "lost_response_rate", "push_timeout_rate"):
             _check_rate(name, getattr(self, name))
         total = sum(self.status_rates.values()) + self.timeout_rate + self.drop_rate
         if total + self.lost_response_rate > 1.0 + 1e-9:
@@ -254,6 +256,11 @@ class FaultInjector:
                 return outcome
             roll -= rate
         return None
+
+    def push_times_out(self) -> bool:
+        """Whether a new write is to end TimedOut; drawn only when such faults are asked for."""
+        rate = self.config.push_timeout_rate
+        return rate > 0 and self.rng.random() < rate
 
     def latency(self) -> float:
         config = self.config

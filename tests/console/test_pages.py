@@ -101,7 +101,7 @@ async def test_overview_counts_who_must_act_and_why(service: Service) -> None:
     assert re.search(rf'id="backlog"><a [^>]+>{statuses.count("pending")}</a>', page.text)
     assert re.search(r'id="failed-events"><a [^>]+>1</a>', page.text)
     assert "2031-03-15 12:00 UTC" in page.text  # the last event received
-    # Panels of features this build does not have are not drawn at all.
+    # Panels with nothing to show (no transactions yet) are not drawn at all.
     for absent in ("push-problems", "pushed-chart", "transactions"):
         assert f'id="{absent}"' not in page.text
     assert service.codat_calls() == []

@@ -1,0 +1,53 @@
+"""The console shows the transaction feed: pushes per day, feeds with failed, held or stale
+pushes, and a customer's latest transactions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from app.models import BankTransaction, TransactionPush
+from tests.conftest import Service
+from tests.console.support import sign_in
+from tests.factories import add_customer
+
+
+async def a_feed_with_problems(service: Service) -> None:
+    now = service.services.console.now()
+    await add_customer(service.sessions, "cus-1", name="Maple Street Bakery", accounts=1)
+    async with service.sessions() as session:
+        push = TransactionPush(
+            customer_id="cus-1", account_id="cus-1-acc-0", company_id="c", connection_id="k",
+            idempotency_key="key-1", body="{}", status="failed", transaction_count=1,
+            last_date=now.date(), last_balance=Decimal("1"), requested_at=now, attempts=1,
+        )  # fmt: skip
+        session.add(push)
+        for n, status in ((1, "pushed"), (2, "held")):
+            session.add(
+                BankTransaction(
+                    customer_id="cus-1",
+                    account_id="cus-1-acc-0",
+                    id=f"bank-{n}",
+                    cleared_on=now.date() - timedelta(days=n),
+                    description=f"Flour delivery {n}",
+                    amount=Decimal("-42.10"),
+                    balance=Decimal("957.90"),
+                    transaction_type="Debit",
+                    status=status,
+                    pushed_at=now if status == "pushed" else None,
+                )
+            )
+        await session.commit()
+
+
+async def test_the_overview_and_the_customer_page_show_the_feed(service: Service) -> None:
+    await a_feed_with_problems(service)
+    await sign_in(service.client)
+    overview = await service.client.get("/console/")
+    assert overview.status_code == 200
+    assert 'id="push-problems"' in overview.text and 'id="pushed-chart"' in overview.text
+    assert "Maple Street Bakery" in overview.text
+    page = await service.client.get("/console/customers/cus-1")
+    assert page.status_code == 200
+    assert 'id="transactions"' in page.text
+    assert "Flour delivery 1" in page.text and "Flour delivery 2" in page.text
