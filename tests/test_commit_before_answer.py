@@ -207,15 +207,16 @@ async def audited(session: AsyncSession, action: str) -> bool:
 
 
 def console(path: str, **data: str) -> Request:
-    """A console form, posted by the browser that signed in during the setup; `{event_id}` is
-    the stored event's."""
+    """A console form, posted by the browser that signed in during the setup; `{event_id}` and
+    `{push_id}` are the stored event's and push's."""
 
     async def send(client: httpx.AsyncClient, service: Service) -> httpx.Response:
         client.cookies = service.client.cookies
         page = await client.get("/console/")  # reading commits nothing
         async with service.sessions() as session:
             event_id = await session.scalar(select(CodatEvent.id))
-        target = path.format(event_id=event_id)
+            push_id = await session.scalar(select(TransactionPush.id))
+        target = path.format(event_id=event_id, push_id=push_id)
         return await client.post(target, data={"csrf": csrf_of(page.text), **data})
 
     return send
@@ -494,6 +495,20 @@ WRITE_ROUTES = [
         signed_in(with_bank_feed),
         console("/console/customers/cus-1/accounts/acc-0/close", confirm="yes"),
         account_closed,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/pushes/{push_id}/retry",
+        signed_in(a_held_transaction),
+        console("/console/customers/cus-1/pushes/{push_id}/retry"),
+        push_retried,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/accounts/{account_id}/requeue",
+        signed_in(a_held_transaction),
+        console("/console/customers/cus-1/accounts/acc-0/requeue"),
+        transaction_status("bank-1", "pending"),
     ),
     WriteRoute(
         "POST",

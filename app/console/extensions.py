@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds import quota
-from app.bank_feeds.schemas import AccountOut
+from app.bank_feeds.schemas import AccountOut, TransactionFeedOut
 from app.bank_feeds.statuses import CLOSED, DISCONNECTED
 from app.db import utcnow
 from app.models import BankTransaction, Customer, SourceAccount, TransactionPush
+from app.transactions.rules import HELD, REJECTED
 
 STALE_AFTER = timedelta(hours=1)  # a push Codat has not settled by then
 LATEST_TRANSACTIONS = 50
@@ -194,16 +195,35 @@ async def customer_transactions(
     ]
 
 
-def account_actions(customer_id: str, account: AccountOut) -> list[AccountAction]:
-    """The actions an account offers in its state. Closing needs an account in Codat's bank
-    feed; "retry a failed push" and "requeue held transactions" come with the transaction
-    feeds."""
+def account_actions(
+    customer_id: str, account: AccountOut, feed: TransactionFeedOut | None
+) -> list[AccountAction]:
+    """The actions an account offers in its state: retry its failed push, requeue its held or
+    rejected transactions, close it (an account in Codat's bank feed)."""
     actions = []
+    base = f"/console/customers/{customer_id}"
+    last = feed.last_push if feed is not None else None
+    if last is not None and last.status == "failed":
+        actions.append(
+            AccountAction(
+                "retry_push",
+                f"{base}/pushes/{last.id}/retry",
+                {"en": "Retry the failed push", "fr": "Renvoyer l'envoi en échec"},
+            )
+        )
+    if feed is not None and (feed.counts.get(HELD) or feed.counts.get(REJECTED)):
+        actions.append(
+            AccountAction(
+                "requeue_transactions",
+                f"{base}/accounts/{account.id}/requeue",
+                {"en": "Requeue held transactions", "fr": "Remettre en file les opérations"},
+            )
+        )
     if account.pushed_at is not None and account.status not in (CLOSED, DISCONNECTED):
         actions.append(
             AccountAction(
                 "close_account",
-                f"/console/customers/{customer_id}/accounts/{account.id}/close",
+                f"{base}/accounts/{account.id}/close",
                 {"en": "Close…", "fr": "Fermer…"},
             )
         )

@@ -166,6 +166,9 @@ TEXT: dict[str, dict[str, str]] = {
         "touched.",
         "close_confirm": "Close in Codat",
         "closed_done": "The account was closed in Codat.",
+        "push_retried": "The failed push's transactions are queued to be sent again.",
+        "requeued": "The held and rejected transactions are queued again; QuickBooks' rules "
+        "apply to them again.",
         # events
         "events_title": "Webhook events",
         "event_type": "Event type",
@@ -364,6 +367,9 @@ TEXT: dict[str, dict[str, str]] = {
         "changent pas.",
         "close_confirm": "Fermer chez Codat",
         "closed_done": "Le compte a été fermé chez Codat.",
+        "push_retried": "Les opérations de l'envoi en échec seront renvoyées.",
+        "requeued": "Les opérations retenues ou refusées sont remises en file ; les règles de "
+        "QuickBooks s'appliquent à nouveau.",
         "events_title": "Événements webhook",
         "event_type": "Type d'événement",
         "event": "Événement",
@@ -432,6 +438,8 @@ LABELS: dict[str, dict[str, str]] = {
         "offboard_purge": "Offboard: delete everything",
         "retry_event": "Retry a webhook event",
         "close_account": "Close the account",
+        "retry_push": "Retry a failed push",
+        "requeue_transactions": "Requeue held transactions",
     },
     "fr": {
         "none": "Pas encore de connexion",
@@ -461,6 +469,8 @@ LABELS: dict[str, dict[str, str]] = {
         "offboard_purge": "Retrait : tout supprimer",
         "retry_event": "Nouvel essai d'un événement webhook",
         "close_account": "Fermer le compte",
+        "retry_push": "Nouvel envoi d'un envoi en échec",
+        "requeue_transactions": "Remise en file d'opérations retenues",
     },
 }
 

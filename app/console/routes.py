@@ -38,6 +38,7 @@ from app.deps import SessionDep, SettingsDep, provided
 from app.errors import CustomerNotFound, DomainError
 from app.models import ID_PATTERN
 from app.settings import Settings
+from app.transactions.service import TransactionService
 from app.webhooks.inbox import EventStatus
 from app.webhooks.service import WebhookService
 
@@ -46,6 +47,7 @@ BankFeedsDep = Annotated[BankFeedService, provided(BankFeedService)]
 CustomersDep = Annotated[CustomerService, provided(CustomerService)]
 ConnectDep = Annotated[ConnectService, provided(ConnectService)]
 WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
+TransactionsDep = Annotated[TransactionService, provided(TransactionService)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], provided(async_sessionmaker)]
 
 PAGE_SIZE = 50
@@ -61,6 +63,8 @@ NOTICES = {
     "purged",
     "retried",
     "closed_done",
+    "push_retried",
+    "requeued",
 }
 
 
@@ -209,6 +213,7 @@ async def customer_page(
     events = await webhooks.events(None, None, RECENT_EVENTS, customer_id=customer_id)
     notice = params_notice(view)
     counts = {"not_pushed": feed.counts[NOT_PUSHED], "pending": feed.counts[PENDING]}
+    transaction_feeds = {f.account_id: f for f in feed.transaction_feeds}
     return view.render(
         "customer.html",
         title=customer.name,
@@ -216,7 +221,10 @@ async def customer_page(
         customer=customer,
         feed=feed,
         reasons=[i18n.reason(view.lang, r.code, r.message, counts) for r in feed.reasons],
-        accounts=[(a, extensions.account_actions(customer_id, a)) for a in feed.accounts],
+        accounts=[
+            (a, extensions.account_actions(customer_id, a, transaction_feeds.get(a.id)))
+            for a in feed.accounts
+        ],
         events=events,
         transactions=await extensions.customer_transactions(session, customer_id),
         notice=notice,
@@ -345,6 +353,45 @@ async def close_account(
     except DomainError as exc:
         return view.failure(exc, i18n.label(view.lang, "close_account"), back)
     return view.redirect(f"{back}?done=closed_done")
+
+
+@router.post("/customers/{customer_id}/pushes/{push_id}/retry")
+async def retry_push(
+    customer_id: str, push_id: str, view: Checked, transactions: TransactionsDep
+) -> Response:
+    """A failed push's transactions sent again, as `POST /ops/pushes/{id}:retry` does."""
+    back = f"{PREFIX}/customers/{customer_id}"
+    number = _int(push_id)
+    if _customer_id(customer_id) is None or number is None:
+        return view.customer_not_found(customer_id)
+    assert view.who is not None
+    try:
+        async with view.console.audited(view.who, "retry_push", customer_id, view.remote) as entry:
+            push = await transactions.retry(number, customer_id=customer_id)
+            entry.detail = f"push {push.id} of account {push.account_id}"
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "retry_push"), back)
+    return view.redirect(f"{back}?done=push_retried")
+
+
+@router.post("/customers/{customer_id}/accounts/{account_id}/requeue")
+async def requeue_transactions(
+    customer_id: str, account_id: str, view: Checked, transactions: TransactionsDep
+) -> Response:
+    """Every held or rejected transaction of the account back to pending, after a fix."""
+    back = f"{PREFIX}/customers/{customer_id}"
+    if _customer_id(customer_id) is None or _customer_id(account_id) is None:
+        return view.customer_not_found(customer_id)
+    assert view.who is not None
+    try:
+        async with view.console.audited(
+            view.who, "requeue_transactions", customer_id, view.remote
+        ) as entry:
+            result = await transactions.requeue(customer_id, account_id, None)
+            entry.detail = f"{len(result.requeued)} transaction(s) of account {account_id}"
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "requeue_transactions"), back)
+    return view.redirect(f"{back}?done=requeued")
 
 
 @router.post("/customers/{customer_id}/offboard")

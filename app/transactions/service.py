@@ -186,13 +186,16 @@ class TransactionService:
 
     # --- operations act -------------------------------------------------------------------
 
-    async def retry(self, push_id: int, *, not_landed: bool = False) -> PushOut:
+    async def retry(
+        self, push_id: int, *, not_landed: bool = False, customer_id: str | None = None
+    ) -> PushOut:
         """Send a failed push's transactions again (a TimedOut one only when operations have
-        checked QuickBooks and say it did not land): they go back to pending."""
+        checked QuickBooks and say it did not land): they go back to pending. With
+        `customer_id`, only a push of that customer."""
         now = self.clock()
         async with self.sessions() as session:
             push = await session.get(TransactionPush, push_id, with_for_update=True)
-            if push is None:
+            if push is None or customer_id not in (None, push.customer_id):
                 raise NotFound(f"No push {push_id}.")
             if push.retried_at is not None:
                 raise Conflict(f"Push {push_id} was already retried at {push.retried_at}.")
@@ -233,13 +236,20 @@ class TransactionService:
         self.wake()
         return out
 
-    async def requeue(self, customer_id: str, account_id: str, ids: Sequence[str]) -> RequeueOut:
-        """Held or rejected transactions go back to pending after a fix (the rules are applied
-        again: one still too old is held again, with its reason)."""
+    async def requeue(
+        self, customer_id: str, account_id: str, ids: Sequence[str] | None
+    ) -> RequeueOut:
+        """Held or rejected transactions (`ids`, or every one of the account) go back to
+        pending after a fix (the rules are applied again: one still too old is held again,
+        with its reason)."""
         now = self.clock()
-        wanted = list(dict.fromkeys(ids))
         async with self.sessions() as session:
             await _require_account(session, customer_id, account_id)
+            if ids is None:
+                ids = await _held_or_rejected(session, customer_id, account_id)
+                if not ids:
+                    raise Conflict(f"Account {account_id!r} has no held or rejected transactions.")
+            wanted = list(dict.fromkeys(ids))
             found = await repo.existing_by_id(session, customer_id, wanted)
             wrong = [
                 i
@@ -323,3 +333,12 @@ async def _require_account(
     if writing and account.closed_at is not None:
         raise Conflict(f"Account {account_id!r} is closed: it takes no more transactions.")
     return account
+
+
+async def _held_or_rejected(session: AsyncSession, customer_id: str, account_id: str) -> list[str]:
+    query = select(BankTransaction.id).where(
+        BankTransaction.customer_id == customer_id,
+        BankTransaction.account_id == account_id,
+        BankTransaction.status.in_((HELD, REJECTED)),
+    )
+    return list((await session.execute(query.order_by(BankTransaction.seq))).scalars())
