@@ -28,6 +28,7 @@ from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings
 from app.transactions.push import PushJob
 from app.transactions.service import FeedRules, TransactionService
 from app.transactions.summary import transaction_feeds
+from app.webhooks.handlers import WRITE_EVENT_TYPES
 from app.webhooks.service import WebhookService
 from app.webhooks.worker import InboxWorker
 
@@ -122,6 +123,8 @@ class Services:
             "retry_max_seconds": settings.webhook_retry_max_seconds,
             "poll_seconds": settings.webhook_poll_seconds,
             "redact": self.redactor.redact,
+            # A settled write may leave the push job work to do at once (read a failure back).
+            "wakes": dict.fromkeys(WRITE_EVENT_TYPES, self.push_signal.set),
         }
         return InboxWorker(self.sessions, **{**options, **overrides})
 

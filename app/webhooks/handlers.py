@@ -226,9 +226,11 @@ async def handle_transactions_write(session: AsyncSession, event: InboxEvent) ->
     return Outcome("handled", push.customer_id)
 
 
+# Codat's word that a push settled; the push job is woken once one is handled.
+WRITE_EVENT_TYPES = ("bankTransactions.write.successful", "bankTransactions.write.unsuccessful")
+
 HANDLERS: Mapping[str, Handler] = {
-    "bankTransactions.write.successful": handle_transactions_write,
-    "bankTransactions.write.unsuccessful": handle_transactions_write,
+    **dict.fromkeys(WRITE_EVENT_TYPES, handle_transactions_write),
     "connection.created": handle_connection_event,
     "connection.connected": handle_connection_event,
     "connection.disconnected": handle_connection_event,

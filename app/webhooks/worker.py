@@ -41,8 +41,12 @@ class InboxWorker:
         poll_seconds: float = 1.0,
         claim_seconds: float = CLAIM_SECONDS,
         redact: Callable[[str], str] = lambda text: text,
+        wakes: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
         self.sessions = sessions
+        # By event type: who to wake once such an event is handled and committed (the push
+        # job, say, when Codat says a write settled).
+        self.wakes = wakes or {}
         self.handlers = handlers
         self.signal = signal or asyncio.Event()
         self.max_attempts = max_attempts
@@ -95,6 +99,8 @@ class InboxWorker:
                 if await inbox.settle(session, event, outcome, utcnow()):
                     await session.commit()
                     metrics.webhook_event(self._label(event), outcome.status)
+                    if (wake := self.wakes.get(event.event_type)) is not None:
+                        wake()
                 else:
                     await session.rollback()  # our claim lapsed and someone else took it
                 return

@@ -88,11 +88,11 @@ class LiveService:
 
 
 @contextlib.asynccontextmanager
-async def live_service(database_url: str) -> AsyncIterator[LiveService]:
+async def live_service(database_url: str, **overrides: Any) -> AsyncIterator[LiveService]:
     """The app with its sandbox, the demo customers and its background worker, on a port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = make_settings(database_url, public_base_url=url)
+    settings = make_settings(database_url, public_base_url=url, **overrides)
     webhooks = LateASGITransport()
     app = create_app(settings, run_background=True, sandbox_webhook_transport=webhooks)
     webhooks.app = app

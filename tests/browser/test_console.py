@@ -38,7 +38,8 @@ CONNECTED_WITHIN_SECONDS = 20.0
 async def live(database_url: str) -> AsyncIterator[LiveService]:
     require_browser()
     await _truncate(database_url)
-    async with live_service(database_url) as service:
+    # Transactions are pushed as soon as they arrive, so a failed push shows within the test.
+    async with live_service(database_url, transactions_push_delay_seconds=0) as service:
         yield service
 
 
@@ -140,7 +141,39 @@ async def test_an_operator_gets_a_customer_connected(live: LiveService) -> None:
         if os.environ.get("UPDATE_SCREENSHOTS") == "1":
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-        # 6. Sign out: the console is closed to this browser again.
+        # 6. The customer disconnects an account in QuickBooks, so the bank's next transactions
+        #    for it fail to reach QuickBooks; the operator retries the failed push.
+        connection = next(
+            x
+            for c in live.sandbox.store.companies.values()
+            if c.tags.get("bankfeedsCustomerId") == "demo-us-bakery"
+            for x in c.connections.values()
+        )
+        live.sandbox.bank_feeds.request_disconnect(connection, "us-bakery-chk")
+        host_app = await page.context.new_page()
+        await host_app.goto(live.url + "/")
+        await (
+            host_app.locator("#customer-demo-us-bakery")
+            .get_by_role("button", name="Post today's transactions")
+            .click()
+        )
+        await expect(host_app.locator("#notice")).to_contain_text("Maple Street Bakery LLC")
+        await host_app.close()
+        retry = page.locator("#account-us-bakery-chk").get_by_role(
+            "button", name="Retry the failed push"
+        )
+        deadline = time.monotonic() + CONNECTED_WITHIN_SECONDS
+        while time.monotonic() < deadline:
+            await page.goto(live.url + "/console/customers/demo-us-bakery")
+            if await retry.count():
+                break
+            await page.wait_for_timeout(250)
+        await retry.click()
+        await expect(page.locator("#notice")).to_have_text(
+            "The failed push's transactions are queued to be sent again."
+        )
+
+        # 7. Sign out: the console is closed to this browser again.
         await page.get_by_role("button", name="Sign out").click()
         await expect(page.locator("#notice")).to_have_text("You are signed out.")
         await page.goto(live.url + "/console/customers/demo-us-bakery")
@@ -151,6 +184,7 @@ async def test_an_operator_gets_a_customer_connected(live: LiveService) -> None:
     assert [(e.action, e.outcome) for e in entries] == [
         ("sign_in", "ok"),
         ("connect_link", "ok"),
+        ("retry_push", "ok"),
         ("sign_out", "ok"),
     ]
     assert len({e.session_id for e in entries}) == 1

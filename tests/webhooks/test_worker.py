@@ -181,3 +181,41 @@ async def test_a_new_event_wakes_the_worker_without_waiting_for_the_poll(
         while (await feed(service.sessions)).connection_status != "Linked":
             assert asyncio.get_running_loop().time() - started < 5
             await asyncio.sleep(0.02)
+
+
+async def test_a_settled_write_wakes_the_push_job_once_it_is_committed(service: Service) -> None:
+    """Codat's word that a push failed leaves the push job work to do at once (reading the
+    failure back), so the worker wakes it; other events do not."""
+    await seed_feed(service.sessions)
+    written = envelope(
+        "bankTransactions.write.unsuccessful",
+        {"id": "00000000-0000-4000-8000-000000000001", "type": "Create", "status": "Failed"},
+        at(11),
+    )
+    woken: list[str] = []
+
+    async def handled(session: AsyncSession, event: InboxEvent) -> Outcome:
+        woken.append(f"handled {event.event_type}")
+        return Outcome("handled")
+
+    worker = service.services.inbox_worker(
+        handlers=dict.fromkeys(HANDLERS, handled),
+        wakes={"bankTransactions.write.unsuccessful": lambda: woken.append("push job")},
+    )
+    await deliver(service.client, CONNECTED)
+    await worker.run_once()
+    await deliver(service.client, written)
+    await worker.run_once()
+
+    assert woken == [
+        "handled connection.connected",
+        "handled bankTransactions.write.unsuccessful",
+        "push job",
+    ]
+    default = service.services.inbox_worker()
+    assert set(default.wakes) == {
+        "bankTransactions.write.successful",
+        "bankTransactions.write.unsuccessful",
+    }
+    default.wakes["bankTransactions.write.unsuccessful"]()
+    assert service.services.push_signal.is_set()
