@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.bank_feeds.reconciler import Cadence, Reconciler
 from app.bank_feeds.service import BankFeedService
 from app.codat.client import CodatClient, Transport, in_process
+from app.connect.provision import Provisioner
 from app.connect.service import ConnectService
 from app.console.service import ConsoleService
 from app.customers.service import CustomerService
@@ -55,6 +56,7 @@ class Services:
     transactions: TransactionService
     inbox_signal: asyncio.Event = field(default_factory=asyncio.Event)
     push_signal: asyncio.Event = field(default_factory=asyncio.Event)
+    provision_signal: asyncio.Event = field(default_factory=asyncio.Event)
     demo_inbox: DemoInbox = field(default_factory=DemoInbox)  # sandbox mode's demo host app
 
     clock: Callable[[], datetime] = utcnow  # the transaction feed's; the sandbox's in sandbox mode
@@ -71,6 +73,7 @@ class Services:
         budget = settings.connect_retry_budget_seconds
         signal = asyncio.Event()
         push_signal = asyncio.Event()
+        provision_signal = asyncio.Event()
         return cls(
             settings=settings,
             engine=engine,
@@ -85,7 +88,7 @@ class Services:
                 public_base_url=settings.public_base_url,
                 retry_budget_seconds=budget,
             ),
-            customers=CustomerService(sessions, codat, budget=budget),
+            customers=CustomerService(sessions, codat, budget=budget, added=provision_signal.set),
             bank_feeds=BankFeedService(
                 sessions,
                 codat,
@@ -101,6 +104,7 @@ class Services:
             ),
             inbox_signal=signal,
             push_signal=push_signal,
+            provision_signal=provision_signal,
             clock=clock,
         )
 
@@ -159,6 +163,18 @@ class Services:
         }
         return PushJob(self.sessions, self.codat, **{**options, **overrides})
 
+    def provisioner(self, **overrides: Any) -> Provisioner:
+        """Provisioning ahead of the click (PROVISION_AHEAD), as configured; tests pass
+        `clock=`."""
+        settings = self.settings
+        options: dict[str, Any] = {
+            "signal": self.provision_signal,
+            "retry_budget_seconds": settings.connect_retry_budget_seconds,
+            "quota_share": settings.reconciler_quota_share,
+            "clock": self.clock,
+        }
+        return Provisioner(self.sessions, self.connect, **{**options, **overrides})
+
     def event_worker(self, **overrides: Any) -> EventWorker:
         """The delivery of events to the host app's endpoints, as configured; tests pass
         `transport=` or `clock=`."""
@@ -174,8 +190,9 @@ class Services:
     def background_jobs(self) -> list[BackgroundJob]:
         """What this process runs besides HTTP: the inbox worker, the reconciler unless
         RECONCILER_ENABLED=false, the transaction pushes unless TRANSACTIONS_PUSH_ENABLED=false,
-        and the event delivery worker; nothing with BACKGROUND_WORKERS=off (web replicas leave
-        it to `bankfeeds worker`)."""
+        provisioning ahead of the click with PROVISION_AHEAD=true, and the event delivery
+        worker; nothing with BACKGROUND_WORKERS=off (web replicas leave it to `bankfeeds
+        worker`)."""
         if self.settings.background_workers == "off":
             return []
         jobs: list[BackgroundJob] = [self.inbox_worker().run]
@@ -183,6 +200,8 @@ class Services:
             jobs.append(self.reconciler().run)
         if self.settings.transactions_push_enabled:
             jobs.append(self.push_job().run)
+        if self.settings.provision_ahead:
+            jobs.append(self.provisioner().run)
         jobs.append(self.event_worker().run)
         return jobs
 

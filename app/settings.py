@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     transactions_timezone: str = "UTC"  # the bank's: what "today" is for a cleared date
     transactions_poll_after_seconds: float = Field(default=300.0, gt=0)
 
+    # Provisioning ahead of the click: a US/CA customer's company, connection and accounts are
+    # made in Codat in the background (within the quota share), so a first click costs 1 call.
+    provision_ahead: bool = False
+
     # Webhook inbox worker and where background work runs: `in-process` in each service
     # process, `off` to leave it to `bankfeeds worker` (several web replicas).
     background_workers: Literal["in-process", "off"] = "in-process"

@@ -1,6 +1,7 @@
 """`bankfeeds worker`: the service's background work (the webhook inbox worker, the reconciler,
-the transaction pushes to Codat and the delivery of events to the host app) in a process of its
-own, with the same services as the app and no HTTP."""
+the transaction pushes to Codat, provisioning ahead of the click when it is on, and the delivery
+of events to the host app) in a process of its own, with the same services as the app and no
+HTTP."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
             if settings.transactions_push_enabled:
                 pushed = await services.push_job().run_once()
                 print(f"Sent {len(pushed.pushed)} transaction push(es), held {pushed.held}.")
+            if settings.provision_ahead:
+                provisioned = await services.provisioner().run_once()
+                print(f"Provisioned {len(provisioned.provisioned)} customer(s) ahead of a click.")
             attempted = await services.event_worker().run_once()
             print(f"Made {attempted} event delivery attempt(s).")
             return 0
@@ -59,9 +63,10 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
         jobs = services.background_jobs()
         async with serving_metrics(settings, services.sessions), services.running(jobs):
             log.info(
-                "worker running: webhook inbox%s%s, event delivery",
+                "worker running: webhook inbox%s%s%s, event delivery",
                 ", reconciler" * settings.reconciler_enabled,
                 ", transaction pushes" * settings.transactions_push_enabled,
+                ", provisioning ahead of the click" * settings.provision_ahead,
             )
             print("bankfeeds worker running; stop with Ctrl-C or SIGTERM.", file=sys.stderr)
             await stop.wait()

@@ -169,6 +169,33 @@ class ConnectService:
         return customer
 
     async def _complete(self, customer_id: str, lease: _Lease) -> str:
+        return self._safe_link(await self._prepare(customer_id, lease))
+
+    async def provision(self, customer_id: str, *, lease_ttl: timedelta) -> bool:
+        """Ahead of any click, do what a first click does before its Link URL, under the
+        customer's lease; False (nothing done) while a click or another replica holds it, or
+        once one of them has done it."""
+        lease = _Lease(f"provision:{self.owner}:{secrets.token_hex(6)}")
+        async with self.sessions() as session:
+            won = await feeds.try_lease(session, customer_id, lease.owner, lease_ttl)
+            await session.commit()
+            state = await feeds.get_click_state(session, customer_id) if won else None
+        if not won:
+            return False
+        try:
+            if state is not None and _feed_in_sync(state.feed, state.accounts):
+                return False
+            await self._prepare(customer_id, lease)
+        finally:
+            if not lease.released:
+                async with self.sessions() as session:
+                    await feeds.release_lease(session, customer_id, lease.owner)
+                    await session.commit()
+        return True
+
+    async def _prepare(self, customer_id: str, lease: _Lease) -> Connection:
+        """The company (found or created, tagged), the connection and the source accounts in
+        Codat; the lease is released with Codat's answers. A click and `provision` share it."""
         async with self.sessions() as session:
             customer = await self._eligible_customer(session, customer_id)
             feed = customer.bank_feed
@@ -202,7 +229,7 @@ class ConnectService:
                 await announce(session, customer_id)
                 await session.commit()
                 lease.released = True
-            return self._safe_link(connection)
+            return connection
 
     async def _ensure_company(
         self, session: AsyncSession, customer: Customer, feed: BankFeed

@@ -8,6 +8,7 @@ if Codat fails, nothing is committed here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,6 +68,7 @@ class CustomerService:
     sessions: async_sessionmaker[AsyncSession]
     codat: CodatClient
     budget: float  # seconds for one request's Codat calls (a write-through), retries included
+    added: Callable[[], None] = lambda: None  # a customer or account was created or imported
 
     # --- customers ----------------------------------------------------------------------
 
@@ -89,7 +91,9 @@ class CustomerService:
                 await session.flush()
             out = await _customer_out(session, customer_id)
             await session.commit()
-            return out, created
+        if created:
+            self.added()
+        return out, created
 
     async def get_customer(self, customer_id: str) -> CustomerOut:
         """The customer, with counts of their accounts and a summary of their bank feed."""
@@ -211,7 +215,9 @@ class CustomerService:
             await announce(session, customer_id)
             out = AccountWriteOut(**AccountOut.of(account).model_dump(), codat=write)
             await session.commit()
-            return out, created
+        if created:
+            self.added()
+        return out, created
 
     async def _push(
         self, target: tuple[str, str] | None, account: SourceAccount, local_only: list[str]
@@ -290,6 +296,7 @@ class CustomerService:
         async with self.sessions() as session:
             result = await importer.write(session, plan)
             await session.commit()
+        self.added()
         return result
 
 
