@@ -124,6 +124,13 @@ RECONCILER_FEEDS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+PROVISIONED_CUSTOMERS = Counter(
+    f"{PREFIX}_provisioned_customers",
+    "Customers provisioned ahead of their click (PROVISION_AHEAD), by result: provisioned, "
+    "failed, busy (a click or another process held the customer).",
+    ["result"],
+    registry=REGISTRY,
+)
 RECONCILER_LAST_CYCLE = Gauge(
     f"{PREFIX}_reconciler_last_cycle_timestamp_seconds",
     "Unix time this process's reconciler last finished a round.",
@@ -205,6 +212,11 @@ def reconciler_cycle(outcome: str, refreshed: int, failed: int, busy: int) -> No
         if count:
             RECONCILER_FEEDS.labels(result).inc(count)
     RECONCILER_LAST_CYCLE.set(time.time())
+
+
+def provisioned(result: str, count: int) -> None:
+    if count:
+        PROVISIONED_CUSTOMERS.labels(result).inc(count)
 
 
 def transaction_push(state: str) -> None:

@@ -47,6 +47,37 @@ def _errors(errors: dict[str, int] | None) -> str:
     return ", ".join(f"{k}: {v}" for k, v in (errors or {}).items()) or "0"
 
 
+# Not measured: what `PROVISION_AHEAD` trades for a first click at a returning one's cost.
+PROVISION_SECTION = [
+    "## Provisioning ahead of the click",
+    "",
+    "A new customer's first click makes 3 sequential Codat calls (the company, the connection, "
+    "the source accounts); a returning customer's makes 1. With `PROVISION_AHEAD=true` a "
+    "background job (in each `bankfeeds serve` process, or in `bankfeeds worker`) does those 3 "
+    "calls for every US or CA customer with an open account as soon as the customer or an "
+    "account is created or imported (within a minute for `bankfeeds import`, which runs in a "
+    "process of its own), so the first click also makes 1 call. It is off by default, because "
+    "it costs:",
+    "",
+    "- **Quota spent on customers who may never click.** Each customer provisioned takes 3 "
+    "requests from the background share of Codat's daily quota (`RECONCILER_QUOTA_SHARE`, "
+    "shared with the reconciler and the transaction pushes), whether or not the customer ever "
+    "connects. The job goes one customer at a time, never into what the clicks are owed, and "
+    "stops for the day when the share is spent; a bulk import of many customers is provisioned "
+    "over several days. While webhooks are unhealthy the reconciler also reads each such "
+    "`PendingAuth` connection, less and less often, for up to a week, as it does after a "
+    "click.",
+    "- **Codat companies that exist before the customer's consent.** The company (named after "
+    "the customer and tagged with their id), its QuickBooks connection in `PendingAuth` and "
+    "the source accounts are in Codat before the customer has seen the Link page or agreed to "
+    "anything. Offboarding with `purge` deletes them as it deletes any company of the customer.",
+    "",
+    "To turn it on, set `PROVISION_AHEAD=true` on the processes that run background work "
+    "(`bankfeeds serve` with `BACKGROUND_WORKERS=in-process`, or `bankfeeds worker`).",
+    "",
+]
+
+
 def render_markdown(results: dict[str, Any], targets: list[Target], chart_name: str) -> str:
     meta, machine, settings = results["run"], results["machine"], results["settings"]
     out = [
@@ -96,6 +127,7 @@ def render_markdown(results: dict[str, Any], targets: list[Target], chart_name: 
     out += ["", f"![latency by scenario](../bench/results/{chart_name})", ""]
     out += _first_connect_section(results)
     out += _returning_section(results)
+    out += PROVISION_SECTION
     out += _ops_section(results)
     out += _console_section(results)
     out += _rss_section(results)

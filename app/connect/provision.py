@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.bank_feeds import quota, rate_limit
 from app.bank_feeds.statuses import REUSABLE_CONNECTION_STATUSES
 from app.codat.client import retry_budget
@@ -57,6 +58,11 @@ class ProvisionReport:
     out_of_quota: bool = False  # the background share of today's quota is spent
     paused_until: datetime | None = None  # Codat rate limits, fails, or the share is spent
     more: bool = False  # a full batch: look again at once
+
+    def record(self) -> None:
+        """Count this round in the metrics."""
+        for result in ("provisioned", "failed", "busy"):
+            metrics.provisioned(result, len(getattr(self, result)))
 
 
 class Provisioner:
@@ -92,6 +98,7 @@ class Provisioner:
             self.signal.clear()
             try:
                 report = await self.run_once()
+                report.record()
                 delay = self.seconds_until_next(report)
             except Exception as exc:  # the database is away, say
                 log.warning("provisioning: %s; retrying", type(exc).__name__)
