@@ -153,6 +153,9 @@ class Provisioner:
                     BankFeed.connection_id.is_(None),
                     unpushed,
                 ),
+                # A customer a click or another replica holds now is theirs (lease times are
+                # on the database's clock, whatever `self.clock`).
+                or_(BankFeed.locked_until.is_(None), BankFeed.locked_until < utcnow()),
                 or_(
                     BankFeed.connection_status.is_(None),
                     BankFeed.connection_status.in_(sorted(REUSABLE_CONNECTION_STATUSES)),
@@ -170,15 +173,15 @@ class Provisioner:
 
     async def _provision(self, customer_id: str, report: ProvisionReport) -> bool:
         """Provision one customer; False when the round should stop."""
-        now = self.clock()
-        if not await self._take_quota(now):
-            report.out_of_quota = True
-            self.resume_at = report.paused_until = rate_limit.next_quota_reset(now)
-            log.info("provisioning: the background share of today's quota is spent")
-            return False
+
+        async def afford() -> bool:  # asked once the customer is ours and still needs it
+            return await self._take_quota(self.clock())
+
         try:
             with retry_budget(self.retry_budget_seconds):
-                done = await self.connect.provision(customer_id, lease_ttl=self.lease_ttl)
+                outcome = await self.connect.provision(
+                    customer_id, lease_ttl=self.lease_ttl, afford=afford
+                )
         except CodatRateLimited as exc:
             wait = timedelta(seconds=exc.retry_after) if exc.retry_after else None
             until = self.clock() + (wait or DEFAULT_RATE_LIMIT_PAUSE)
@@ -209,10 +212,16 @@ class Provisioner:
             self.later[customer_id] = self.clock() + REFUSED_RETRY
             report.failed.append(customer_id)
             return True
+        if outcome == "unaffordable":
+            now = self.clock()
+            report.out_of_quota = True
+            self.resume_at = report.paused_until = rate_limit.next_quota_reset(now)
+            log.info("provisioning: the background share of today's quota is spent")
+            return False
         self.failures = 0
-        if done:
+        if outcome == "provisioned":
             report.provisioned.append(customer_id)
-        else:
+        elif outcome == "busy":
             self.later[customer_id] = self.clock() + BUSY_RETRY
             report.busy.append(customer_id)
         return True

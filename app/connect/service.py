@@ -7,10 +7,11 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -49,6 +50,8 @@ from app.models import BankFeed, Customer, SourceAccount, UsedConnectToken
 log = logging.getLogger("app.connect")
 
 LEASE_WAIT_SECONDS = 12.0
+
+Provisioned = Literal["provisioned", "busy", "in_sync", "unaffordable"]
 
 
 def company_name(customer: Customer) -> str:
@@ -171,27 +174,31 @@ class ConnectService:
     async def _complete(self, customer_id: str, lease: _Lease) -> str:
         return self._safe_link(await self._prepare(customer_id, lease))
 
-    async def provision(self, customer_id: str, *, lease_ttl: timedelta) -> bool:
+    async def provision(
+        self, customer_id: str, *, lease_ttl: timedelta, afford: Callable[[], Awaitable[bool]]
+    ) -> Provisioned:
         """Ahead of any click, do what a first click does before its Link URL, under the
-        customer's lease; False (nothing done) while a click or another replica holds it, or
-        once one of them has done it."""
+        customer's lease, once `afford` (the quota) agrees; nothing while a click or another
+        replica holds the customer, or once one of them has done it."""
         lease = _Lease(f"provision:{self.owner}:{secrets.token_hex(6)}")
         async with self.sessions() as session:
             won = await feeds.try_lease(session, customer_id, lease.owner, lease_ttl)
             await session.commit()
             state = await feeds.get_click_state(session, customer_id) if won else None
         if not won:
-            return False
+            return "busy"
         try:
             if state is not None and _feed_in_sync(state.feed, state.accounts):
-                return False
+                return "in_sync"
+            if not await afford():
+                return "unaffordable"
             await self._prepare(customer_id, lease)
         finally:
             if not lease.released:
                 async with self.sessions() as session:
                     await feeds.release_lease(session, customer_id, lease.owner)
                     await session.commit()
-        return True
+        return "provisioned"
 
     async def _prepare(self, customer_id: str, lease: _Lease) -> Connection:
         """The company (found or created, tagged), the connection and the source accounts in

@@ -7,15 +7,18 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from app.bank_feeds import quota
 from app.bank_feeds import repository as feeds
 from app.bank_feeds.rate_limit import next_quota_reset
 from app.connect.provision import Provisioner
+from app.db import utcnow
 from app.models import BankFeed, SourceAccount
 from app.sandbox.faults import FaultConfig
 from app.settings import Settings
@@ -186,6 +189,38 @@ async def test_replicas_provision_each_customer_once(
     assert creates(service) == {"company": 4, "connection": 4, "accounts": 4}
     for n in range(4):
         assert await provisioned(service, f"cus-{n}")
+    async with service.sessions() as session:
+        spent = await quota.view(session, service.sandbox.clock.now())
+    assert spent.background_used == 3 * 4  # paid only by the replica that did the work
+
+
+async def test_a_crash_mid_provisioning_is_finished_by_a_later_round_without_duplicates(
+    watched: tuple[Service, WatchedCodat],
+) -> None:
+    service, codat = watched
+    await add_customer(service.sessions, accounts=2)
+    job = provisioner(service, retry_budget_seconds=0.3)
+    codat.lose_response_for = lambda request: request.url.path == "/companies"
+    assert (await job.run_once()).failed == ["cus-1"]  # Codat made the company; no answer
+    # What a process killed at that moment leaves: its lease, until the lease expires.
+    async with service.sessions() as session:
+        feed = await session.get(BankFeed, "cus-1")
+        assert feed is not None and feed.company_request_key and feed.company_id is None
+        feed.lock_owner, feed.locked_until = "killed", utcnow() + timedelta(minutes=1)
+        await session.commit()
+    codat.lose_response_for = None
+    job = provisioner(service)  # a new process
+    assert await job.candidates() == []  # the dead process's lease still holds the customer
+
+    async with service.sessions() as session:
+        feed = await session.get(BankFeed, "cus-1")
+        assert feed is not None
+        feed.locked_until = utcnow() - timedelta(seconds=1)
+        await session.commit()
+    assert (await job.run_once()).provisioned == ["cus-1"]
+
+    assert len(service.sandbox.store.companies) == 1  # the lost one, not a second
+    assert await provisioned(service, "cus-1")
 
 
 async def test_codat_failing_backs_off_and_a_later_round_resumes_without_duplicates(
