@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.bank_feeds.reconciler import Reconciler
+from app.connect.provision import Provisioner
 from app.events.worker import EventWorker
 from app.services import open_services
 from app.settings import Settings
@@ -26,4 +27,6 @@ async def test_background_jobs_follow_the_settings(tmp_path: Path) -> None:
     assert await jobs(enabled) == [InboxWorker, Reconciler, PushJob, EventWorker]
     no_pushes = settings.model_copy(update={"transactions_push_enabled": False})
     assert await jobs(no_pushes) == [InboxWorker, EventWorker]
+    ahead = settings.model_copy(update={"provision_ahead": True})
+    assert await jobs(ahead) == [InboxWorker, PushJob, Provisioner, EventWorker]
     assert await jobs(enabled.model_copy(update={"background_workers": "off"})) == []
