@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from bench.baseline import SdkJourney
 from bench.load import LoadResult, closed_loop
+from bench.processes import run_cli
 from bench.seed import account_fields, seed_unconnected, settled_feeds
 from bench.stack import BenchFailure, Stack
 from bench.stats import summarize
@@ -23,6 +25,19 @@ class Click:
 
 def first_connect_ids(count: int, index: int) -> str:
     return f"fc-{count:02d}-{index}"
+
+
+def provisioned_ids(count: int, index: int) -> str:
+    return f"pv-{count:02d}-{index}"
+
+
+async def provision_ahead(stack: Stack, expected: int) -> None:
+    """`bankfeeds worker --once` with PROVISION_AHEAD=true: the job provisions the customers
+    seeded for the provisioned first click, as it would in production."""
+    env = {**stack.env, "PROVISION_AHEAD": "true"}
+    out = await asyncio.to_thread(run_cli, ["worker", "--once"], env)
+    if f"Provisioned {expected} customer(s)" not in out:
+        raise BenchFailure(f"provisioning ahead of the click: expected {expected}:\n{out}")
 
 
 async def click_first_connect(stack: Stack, customer_id: str) -> Click:
@@ -69,31 +84,41 @@ async def first_connect(stack: Stack) -> dict[str, Any]:
     """Ours and the SDK baseline alternate, customer by customer, on the same sandbox."""
     config = stack.config
     for count in config.account_counts:
+        provisioned = [provisioned_ids(count, i) for i in range(config.customers_per_count)]
+        await seed_unconnected(stack.db_dsn, provisioned, count)
+    # Before the others exist: the job provisions every customer it may.
+    await provision_ahead(stack, len(config.account_counts) * config.customers_per_count)
+    for count in config.account_counts:
         batch = [first_connect_ids(count, i) for i in range(config.customers_per_count)]
         await seed_unconnected(stack.db_dsn, batch, count)
     await seed_unconnected(stack.db_dsn, ["fc-warmup"], 1)
     sdk = SdkJourney(stack.sandbox_url, stack.secrets.codat_api_key)
     ours: dict[str, Any] = {}
     baseline: dict[str, Any] = {}
+    ahead: dict[str, Any] = {}
     try:
         # Warm both paths once (imports, pools, prepared statements); not recorded.
         await click_first_connect(stack, "fc-warmup")
         await run_sdk_journey(stack, sdk, "Warm up", 1)
         async with stack.rss.track("first_connect"):
             for count in config.account_counts:
-                our_clicks, sdk_clicks = [], []
+                our_clicks, sdk_clicks, ahead_clicks = [], [], []
                 for index in range(config.customers_per_count):
                     customer_id = first_connect_ids(count, index)
                     our_clicks.append(await click_first_connect(stack, customer_id))
                     sdk_clicks.append(
                         await run_sdk_journey(stack, sdk, f"Baseline {count} {index}", count)
                     )
+                    ahead_clicks.append(
+                        await click_first_connect(stack, provisioned_ids(count, index))
+                    )
                 ours[str(count)] = _clicks_summary(our_clicks)
                 baseline[str(count)] = _clicks_summary(sdk_clicks)
+                ahead[str(count)] = _clicks_summary(ahead_clicks)
     finally:
         sdk.close()
     stack.check_alive()
-    return {"ours": ours, "sdk_baseline": baseline}
+    return {"ours": ours, "sdk_baseline": baseline, "provisioned": ahead}
 
 
 def _load_summary(result: LoadResult) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import contextlib
 import secrets
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ from bench.rss import RssMonitor
 from bench.stats import calls_in_turn
 
 OTP_LIFETIME_SECONDS = 3600
+
+
+UNBINDING_DAILY_QUOTA = 100_000_000
 
 
 def b64(text: str) -> str:
@@ -72,6 +75,7 @@ class Stack:
     # One client (one connection) per load-generator worker: see `bench.load.closed_loop`.
     browsers: list[httpx.AsyncClient]
     codat_workers: list[httpx.AsyncClient]
+    env: dict[str, str] = field(default_factory=dict)  # the service's, for `bankfeeds` commands
 
     def connect_token(self, customer_id: str) -> str:
         """Reusable (no jti) for the whole run: the scenarios measure the flow, not minting."""
@@ -209,6 +213,12 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
                 )
             )
 
+        # Codat's daily quota (1000 a day with no Linked company) must not bind in a benchmark:
+        # keep the sandbox's latency and other settings, lift only the quota.
+        sandbox_admin = await client(sandbox_url, auth, 1)
+        faults = (await sandbox_admin.get("/_sandbox/faults")).raise_for_status().json()
+        faults["daily_quota"] = UNBINDING_DAILY_QUOTA
+        (await sandbox_admin.put("/_sandbox/faults", json=faults)).raise_for_status()
         yield Stack(
             config,
             keys,
@@ -224,4 +234,5 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
             cpu=CpuMeter(service.pid, sandbox.pid, config.database),
             browsers=[await client(service_url, {}, 1) for _ in range(workers)],
             codat_workers=[await client(sandbox_url, auth, 1) for _ in range(workers)],
+            env=dict(env),
         )

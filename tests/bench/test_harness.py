@@ -227,3 +227,22 @@ def test_console_target_is_judged_on_the_slowest_page() -> None:
     assert target.met is False and "1 failed request(s)" in target.detail
     text = render_markdown(results, evaluate(results), "latency.png")
     assert "## Operations console" in text and "| audit log | 200 |" in text
+
+
+def test_provisioned_first_click_is_judged_on_one_round_trip() -> None:
+    results = _results()
+    assert {t.key: t.met for t in evaluate(results)}["provisioned_first_connect"] is None
+    # The provisioned click has the shape of a first click, at one Codat call.
+    ours = results["first_connect"]["ours"]
+    results["first_connect"]["provisioned"] = {
+        count: {**copy.deepcopy(ours[count]), "codat_calls": [1], "sequential_round_trips": [1]}
+        for count in ("1", "10")
+    }
+    for count, p50 in (("1", 56.0), ("10", 57.0)):
+        results["first_connect"]["provisioned"][count]["wall_ms"]["p50"] = p50
+    [target] = [t for t in evaluate(results) if t.key == "provisioned_first_connect"]
+    assert target.met is True and "Codat calls per click: 1" in target.detail  # 57 <= 52 + 5
+    results["first_connect"]["provisioned"]["10"]["wall_ms"]["p50"] = 58.0
+    assert {t.key: t.met for t in evaluate(results)}["provisioned_first_connect"] is False
+    text = render_markdown(results, evaluate(results), "latency.png")
+    assert "customers provisioned ahead of it" in text
