@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.bank_feeds.routes import router as bank_feeds_router
 from app.codat.client import Transport
@@ -37,6 +39,7 @@ log = logging.getLogger("app")
 MAX_BODY_BYTES = 1_000_000
 MAX_IMPORT_BYTES = 50_000_000
 MAX_WEBHOOK_BYTES = 256_000
+OPENAPI_URL = "/openapi.json"
 
 
 def create_app(
@@ -49,7 +52,7 @@ def create_app(
 ) -> FastAPI:
     """The service. Tests pass their own Codat transport or webhook route into the sandbox."""
     settings = settings or load_settings()
-    settings.check_production()
+    settings.check()
     sandbox = (
         build_sandbox(settings, webhook_transport=sandbox_webhook_transport)
         if settings.sandbox_mode
@@ -77,11 +80,18 @@ def create_app(
             async with serving_metrics(settings, services.sessions), services.running(jobs):
                 yield
 
+    docs = settings.docs_mode
     app = FastAPI(
         title="bankfeeds-connect",
         summary="Connect business customers to QuickBooks Online Bank Feeds through Codat.",
         version="0.1.0",
         lifespan=lifespan,
+        # A browser cannot send the ops token, so behind it only the schema is served.
+        openapi_url=None if docs == "off" else OPENAPI_URL,
+        docs_url="/docs" if docs == "public" else None,
+        redoc_url="/redoc" if docs == "public" else None,
+        # A redirect to the same path with a slash would be built from the Host header.
+        redirect_slashes=False,
     )
     app.state.sandbox_app = sandbox
     app.add_middleware(
@@ -90,6 +100,8 @@ def create_app(
         overrides={"/ops/customers:import": MAX_IMPORT_BYTES, "/webhooks/": MAX_WEBHOOK_BYTES},
     )
     app.add_middleware(OpsGate, settings=settings)  # strangers never reach a body
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts_allowed)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.add_middleware(RequestIds)  # outermost: every answer and log line has its request id
     install_error_handlers(app, sandbox_mode=settings.sandbox_mode)
     for router in (
