@@ -101,6 +101,10 @@ class Unprocessable(DomainError, status=422):
     pass
 
 
+class TooManyClicks(DomainError, status=429, page="try_shortly"):
+    """The customer clicked more often than a person would; a little later works."""
+
+
 class Misconfigured(DomainError, status=500):
     """Our configuration, not the request, is at fault."""
 
@@ -194,7 +198,9 @@ def browser_error(request: Request, exc: Exception, *, sandbox_mode: bool) -> Re
         key = "not_found" if exc.status_code == 404 else "request_invalid"
         return message_page(key, exc.status_code, lang, sandbox_mode=sandbox_mode)
     assert isinstance(exc, DomainError)
-    return message_page(exc.page, exc.status_code, lang, sandbox_mode=sandbox_mode)
+    page = message_page(exc.page, exc.status_code, lang, sandbox_mode=sandbox_mode)
+    page.headers.update(exc.headers or {})  # Retry-After, for one
+    return page
 
 
 def install_error_handlers(app: FastAPI, *, sandbox_mode: bool) -> None:

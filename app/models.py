@@ -202,14 +202,16 @@ class CodatQuotaDay(Base):
 
 
 class UsedConnectToken(Base):
-    """A connect token's `jti`, once spent; kept until the token would have expired anyway."""
+    """A connect token's `jti`: held by the click working on it (`spent_at` empty), then spent
+    with its redirect; kept until the token would have expired anyway, then pruned."""
 
     __tablename__ = "used_connect_tokens"
 
     jti: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # held since
+    spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ServiceState(Base):

@@ -102,6 +102,18 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
             "problème persiste, communiquez avec votre banque.",
         ),
     },
+    "try_shortly": {
+        "en": (
+            "Please try again shortly",
+            "This link is already at work, or it was clicked many times in a row. Wait a "
+            "moment, then click Connect to QuickBooks again.",
+        ),
+        "fr": (
+            "Veuillez réessayer dans un instant",
+            "Ce lien est déjà en cours d'utilisation, ou il a été cliqué plusieurs fois de "
+            "suite. Patientez un instant, puis cliquez de nouveau sur Connecter à QuickBooks.",
+        ),
+    },
     "not_found": {
         "en": ("Page not found", "This page does not exist. Go back to your bank."),
         "fr": ("Page introuvable", "Cette page n'existe pas. Retournez à votre banque."),

@@ -163,6 +163,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "codat_webhook_secret": SecretStr(WEBHOOK_SECRET),
         "reconciler_enabled": False,
         "connect_retry_budget_seconds": 2.0,
+        # Tests click one customer many times; the limit's own tests set it low.
+        "connect_clicks_per_minute": 10_000,
     }
     values.update(overrides)
     return Settings.model_construct(**{**Settings().model_dump(), **values})

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 from jwt.utils import base64url_decode
 
 from app.connect.tokens import AUDIENCE, MAX_TOKEN_LENGTH
-from tests.conftest import CONNECT_SECRET, OPS_TOKEN, Service, _truncate, start_service
+from tests.conftest import (
+    CONNECT_SECRET,
+    OPS_TOKEN,
+    PUBLIC_BASE,
+    Service,
+    _truncate,
+    start_service,
+)
 from tests.factories import add_customer
 from tests.reliability.conftest import Record
 from tests.reliability.hostile import FUZZ, FuzzClock, database_state
@@ -192,7 +199,9 @@ async def test_fuzzed_connect_tokens_never_redirect_or_change_state(
     before = await database_state(target.sessions)
     calls = len(target.sandbox.calls)
     if as_form:
-        response = await target.client.post("/connect-bank-feeds", data={"token": token})
+        response = await target.client.post(
+            "/connect-bank-feeds", data={"token": token}, headers={"Origin": PUBLIC_BASE}
+        )
     else:
         response = await target.client.get("/connect-bank-feeds", params={"token": token})
 
