@@ -93,6 +93,10 @@ class Conflict(DomainError, status=409):
     """The change clashes with what is stored, or with what Codat can do."""
 
 
+class PayloadTooLarge(DomainError, status=413):
+    pass
+
+
 class UnsupportedMediaType(DomainError, status=415):
     pass
 
@@ -172,7 +176,8 @@ CODAT: dict[int | str, dict[str, Any]] = {
 
 
 def json_error(exc: DomainError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+    body = {"detail": exc.detail, **getattr(exc, "extra", {})}
+    return JSONResponse(body, exc.status_code, headers=exc.headers)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

@@ -55,6 +55,8 @@ log = logging.getLogger("app.connect")
 LEASE_WAIT_SECONDS = 12.0
 # A click holds its token's jti while it works; a hold this old belongs to a click that died.
 HOLD_SECONDS = 60.0
+# How long a second click with the same link waits for the first one's outcome.
+HOLD_WAIT_SECONDS = 5.0
 CLICK_WINDOW_SECONDS = 60.0
 PRUNE_EVERY_SECONDS = 60.0
 RETRY_SHORTLY = {"Retry-After": "5"}
@@ -143,7 +145,26 @@ class ConnectService:
         return link
 
     async def _hold(self, claims: ConnectClaims) -> datetime:
-        """Hold the token's jti for this click; refuse a spent one, or one another click holds."""
+        """Hold the token's jti for this click. A spent token is refused; while another click
+        holds it, this one waits for its outcome: spent (refused) or let go (held here)."""
+        assert claims.jti is not None
+        deadline = time.monotonic() + HOLD_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            held_since = await self._try_hold(claims)
+            if held_since is not None:
+                return held_since
+            if time.monotonic() + delay > deadline:
+                raise Busy(
+                    "This link is at work in another click.",
+                    headers=RETRY_SHORTLY,
+                    page="try_shortly",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    async def _try_hold(self, claims: ConnectClaims) -> datetime | None:
+        """The time this click holds the jti from; None while another click holds it."""
         assert claims.jti is not None
         now = utcnow()
         async with self.sessions() as session:
@@ -161,12 +182,8 @@ class ConnectService:
             except IntegrityError:
                 await session.rollback()
             row = await session.get(UsedConnectToken, claims.jti, populate_existing=True)
-            if row is None:  # let go of in the meantime: the next click may have it
-                raise Busy(
-                    "This link is at work in another click.",
-                    headers=RETRY_SHORTLY,
-                    page="try_shortly",
-                )
+            if row is None:  # let go of just now: try again
+                return None
             if row.spent_at is not None:
                 log.info("connect token replayed for customer %r", claims.customer_id)
                 raise Unauthorized("This link was already used.")
@@ -182,13 +199,7 @@ class ConnectService:
                 .values(used_at=now)
             )
             await session.commit()
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                raise Busy(
-                    "This link is at work in another click.",
-                    headers=RETRY_SHORTLY,
-                    page="try_shortly",
-                )
-            return now
+            return now if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
     async def _spend(self, jti: str, held_since: datetime) -> None:
         """The redirect is issued: the token is spent, committed before the answer."""
