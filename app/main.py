@@ -3,6 +3,7 @@ services (`app/services.py`); each domain package brings its own routes."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,9 @@ def create_app(
                     await seed_demo_customers(services.sessions)
                     await register_demo_endpoint(services.events, settings.public_base_url)
             app.state.services = services
+            # What start-up built lives as long as the process: kept out of the collector's
+            # full passes, which then stay short while a large import is in memory.
+            gc.freeze()
             jobs = services.background_jobs() if run_background else []
             async with serving_metrics(settings, services.sessions), services.running(jobs):
                 yield

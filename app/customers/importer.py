@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, BinaryIO, Literal, TextIO
 
@@ -37,6 +39,8 @@ from app.models import ID_PATTERN, Customer, SourceAccount
 Format = Literal["csv", "json"]
 Progress = Callable[[int], object]
 CHUNK = 1000
+# Rows an upsert sends at once: each statement's parameters are prepared on the event loop.
+WRITE_CHUNK = 200
 JSON_CHUNK = 64 * 1024
 MAX_ROW_CHARS = 1_000_000  # no row object is near this long
 MAX_ERRORS = 100  # a file with more bad rows is answered with these and the total
@@ -394,7 +398,6 @@ def _nest(values: dict[str, Any]) -> dict[str, Any]:
 
 async def write(session: AsyncSession, plan: Plan, progress: Progress | None = None) -> ImportOut:
     """Upsert in chunks of multi-row statements; the caller commits."""
-    now = utcnow()
     customer_ids = list(plan.customers)
     existing_customers: dict[str, tuple[str, str, str]] = {}
     existing_accounts: dict[tuple[str, str], Any] = {}
@@ -409,9 +412,45 @@ async def write(session: AsyncSession, plan: Plan, progress: Progress | None = N
             select(*_EXISTING_ACCOUNT_COLUMNS).where(SourceAccount.customer_id.in_(ids))
         )
         existing_accounts.update({(a.customer_id, a.id): a for a in rows})
-    _refuse_fixed_changes(plan, existing_accounts)
+    # Comparing every row is work for a thread, as checking was: the event loop stays free.
+    changes = await asyncio.to_thread(
+        _changes, plan, existing_customers, existing_accounts, utcnow()
+    )
+    if progress:
+        progress(changes.customers.unchanged + changes.accounts.unchanged)
+    await _upsert(session, Customer.__table__, ["id"], changes.customer_rows, progress)  # type: ignore[arg-type]
+    await _upsert(
+        session,
+        SourceAccount.__table__,  # type: ignore[arg-type]
+        ["customer_id", "id"],
+        changes.account_rows,
+        progress,
+    )
+    await announce_connected(session, {str(row["customer_id"]) for row in changes.account_rows})
+    return ImportOut(rows=plan.rows, customers=changes.customers, accounts=changes.accounts)
 
-    customer_rows, customers = [], ImportCounts(created=0, updated=0, unchanged=0)
+
+@dataclass
+class _Changes:
+    customers: ImportCounts
+    accounts: ImportCounts
+    customer_rows: list[dict[str, Any]] = field(default_factory=list)
+    account_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _changes(
+    plan: Plan,
+    existing_customers: dict[str, tuple[str, str, str]],
+    existing_accounts: dict[tuple[str, str], Any],
+    now: datetime,
+) -> _Changes:
+    """The rows to upsert, and the counts; refuses a change Codat cannot make."""
+    _refuse_fixed_changes(plan, existing_accounts)
+    changes = _Changes(
+        customers=ImportCounts(created=0, updated=0, unchanged=0),
+        accounts=ImportCounts(created=0, updated=0, unchanged=0),
+    )
+    customers, accounts = changes.customers, changes.accounts
     for customer_id, (_, c) in plan.customers.items():
         before = existing_customers.get(customer_id)
         if before == (c.name, c.country, c.locale):
@@ -420,25 +459,18 @@ async def write(session: AsyncSession, plan: Plan, progress: Progress | None = N
         customers.updated += before is not None
         customers.created += before is None
         row = {"id": customer_id, "name": c.name, "country": c.country, "locale": c.locale}
-        customer_rows.append({**row, "created_at": now, "updated_at": now})
-    account_rows, account_counts = [], ImportCounts(created=0, updated=0, unchanged=0)
+        changes.customer_rows.append({**row, "created_at": now, "updated_at": now})
     for (customer_id, account_id), (_, a) in plan.accounts.items():
         values = a.columns()
         before = existing_accounts.get((customer_id, account_id))
         if before is not None and all(getattr(before, k) == v for k, v in values.items()):
-            account_counts.unchanged += 1
+            accounts.unchanged += 1
             continue
-        account_counts.updated += before is not None
-        account_counts.created += before is None
+        accounts.updated += before is not None
+        accounts.created += before is None
         row = {"customer_id": customer_id, "id": account_id, **values}
-        account_rows.append({**row, "created_at": now, "updated_at": now})
-
-    if progress:
-        progress(customers.unchanged + account_counts.unchanged)
-    await _upsert(session, Customer.__table__, ["id"], customer_rows, progress)  # type: ignore[arg-type]
-    await _upsert(session, SourceAccount.__table__, ["customer_id", "id"], account_rows, progress)  # type: ignore[arg-type]
-    await announce_connected(session, {str(row["customer_id"]) for row in account_rows})
-    return ImportOut(rows=plan.rows, customers=customers, accounts=account_counts)
+        changes.account_rows.append({**row, "created_at": now, "updated_at": now})
+    return changes
 
 
 def _refuse_fixed_changes(plan: Plan, existing: dict[tuple[str, str], Any]) -> None:
@@ -478,7 +510,7 @@ async def _upsert(
     kept = set(keys) | {"created_at"}
     updates = {c: insert.excluded[c] for c in rows[0] if c not in kept}
     statement = insert.on_conflict_do_update(index_elements=keys, set_=updates)
-    for chunk in _chunks(rows, CHUNK):
+    for chunk in _chunks(rows, WRITE_CHUNK):
         await session.execute(statement, chunk)
         if progress:
             progress(len(chunk))
