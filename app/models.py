@@ -24,6 +24,7 @@ from app.db import Base, JSONType, Money, UTCDateTime, utcnow
 
 # Our ids of customers and accounts: what the host app may use, within the 64-character columns.
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+MAX_ROW_ID = 2**31 - 1  # our integer keys are 32-bit on Postgres
 
 
 class Customer(Base):
