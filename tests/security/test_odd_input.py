@@ -15,7 +15,7 @@ from app.connect.tokens import AUDIENCE
 from app.models import CodatEvent
 from tests.conftest import CONNECT_SECRET, Service
 from tests.factories import add_customer
-from tests.webhooks.support import envelope, signed_headers
+from tests.webhooks.support import connection_payload, envelope, seed_feed, signed_headers
 
 HUGE_INTEGER = "9" * 5000
 
@@ -118,20 +118,20 @@ async def test_huge_ids_in_paths_are_a_4xx(service: Service, path: str) -> None:
         assert 400 <= response.status_code < 500, (bad[:20], response.status_code)
 
 
-async def test_a_newline_in_an_id_cannot_forge_a_log_line(
+async def test_a_newline_in_what_codat_sent_cannot_forge_a_log_line(
     service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)
-    forged = "cus-1\nINFO app forged line"
-    value = jwt.encode(
-        {"sub": forged[:64], "aud": AUDIENCE, "jti": "j-2", "iat": 4102444000, "exp": 4102444800},
-        CONNECT_SECRET,
-        algorithm="HS256",
+    await seed_feed(service.sessions)
+    errors = [{"statusCode": "401", "errorMessage": "refused\nERROR app forged line"}]
+    event = envelope(
+        "connection.failed", connection_payload("Deauthorized", dataConnectionErrors=errors)
     )
-    await service.client.get("/connect-bank-feeds", params={"token": value})
-    event = envelope("connection.connected", {"companyId": "c-1\nINFO forged", "id": "x\ny"})
     body = json.dumps(event).encode()
-    await service.client.post("/webhooks/codat", content=body, headers=signed_headers(body))
-    await service.services.inbox_worker().run_once()
-    for record in caplog.records:
-        assert "\n" not in record.getMessage(), record.getMessage()
+    with caplog.at_level(logging.WARNING, logger="app.webhooks"):
+        response = await service.client.post(
+            "/webhooks/codat", content=body, headers=signed_headers(body)
+        )
+        assert response.status_code == 202
+        await service.services.inbox_worker().run_once()
+    [logged] = [r.getMessage() for r in caplog.records if "failed for customer" in r.getMessage()]
+    assert "\n" not in logged and "refused\\nERROR" in logged
