@@ -254,9 +254,12 @@ class Settings(BaseSettings):
                 )
         for name in ("public_base_url", "codat_base_url"):
             parts = urlsplit(getattr(self, name))
-            if parts.scheme != "https" and not (
-                parts.scheme == "http" and _is_loopback(parts.hostname)
-            ):
+            # Codat itself is https; a stand-in for it may sit on this machine or, given by
+            # its private address, on the same private network (the container check's).
+            plain_ok = _is_loopback(parts.hostname) or (
+                name == "codat_base_url" and _is_private_address(parts.hostname)
+            )
+            if parts.scheme != "https" and not (parts.scheme == "http" and plain_ok):
                 raise ConfigurationError(
                     f"{why} needs an https {name.upper()} (plain http only on loopback)"
                 )
@@ -326,6 +329,14 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host or "").is_loopback
     except ValueError:
         return False
+
+
+def _is_private_address(host: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False  # a name could resolve anywhere
+    return address.is_private and not address.is_link_local
 
 
 def _b64(raw: bytes) -> str:

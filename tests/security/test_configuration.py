@@ -74,6 +74,13 @@ def test_plain_http_is_allowed_on_loopback(url: str) -> None:
     settings(public_base_url=url, codat_base_url=url).check()
 
 
+def test_a_stand_in_codat_may_be_reached_by_private_address_but_not_by_name() -> None:
+    settings(codat_base_url="http://172.28.5.1:9000").check()
+    assert "CODAT_BASE_URL" in refusal(codat_base_url="http://codat.internal:9000")
+    assert "CODAT_BASE_URL" in refusal(codat_base_url="http://169.254.169.254")
+    assert "PUBLIC_BASE_URL" in refusal(public_base_url="http://172.28.5.1:8000")
+
+
 @pytest.mark.parametrize(
     "secret",
     ["whsec_change-me", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_abc", "whsec_a b"],
