@@ -124,3 +124,18 @@ def test_serve_refuses_a_placeholder_with_one_line_naming_the_setting(tmp_path: 
     assert len(lines) == 1
     assert "CONNECT_TOKEN_SECRET" in lines[0]
     assert "change-me" not in lines[0]
+
+
+def test_env_example_as_given_starts_on_the_sandbox_and_is_refused_with_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    given = Settings(_env_file=example)  # type: ignore[call-arg]
+    given.check()
+    assert given.hosts_allowed[0] == "127.0.0.1"
+    assert given.docs_mode == "public" and not given.connect_reusable_tokens
+    keyed = given.model_copy(update={"codat_api_key": SecretStr("k3y-real-codat-0123456789")})
+    with pytest.raises(ConfigurationError, match="CONNECT_TOKEN_SECRET: it is not set"):
+        keyed.check()
