@@ -78,7 +78,7 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
                 "total": len(customer.source_accounts),
             }
         )
-    return render(
+    page = render(
         "demo.html",
         sandbox_mode=settings.sandbox_mode,
         lang=lang,
@@ -86,6 +86,9 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
         rows=rows,
         other_lang="fr" if lang == "en" else "en",
     )
+    # As a host app's page must: its connect form then names its Origin (docs/integration.md).
+    page.headers["Referrer-Policy"] = "same-origin"
+    return page
 
 
 router.include_router(events_router)
