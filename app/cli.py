@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("customer_id")
     mint.add_argument("--lang", choices=["en", "fr"], default=None)
     mint.add_argument("--lifetime", type=int, default=600, help="seconds, at most 900")
-    mint.add_argument("--reusable", action="store_true", help="no jti: usable more than once")
+    mint.add_argument(
+        "--reusable",
+        action="store_true",
+        help="no jti: usable more than once, only with CONNECT_REUSABLE_TOKENS=true (weaker)",
+    )
     mint.set_defaults(func=cmd_mint_token)
 
     for register in _extra_commands():

@@ -144,7 +144,8 @@ bad_claims = st.one_of(
 ).map(lambda pair: (pair[0], forge(HS256, pair[1], SECRET, hashlib.sha256)))
 huge = st.builds(
     lambda size: ("huge", forge(HS256, claims(pad="x" * size), SECRET, hashlib.sha256)),
-    st.integers(MAX_TOKEN_LENGTH, 60_000),  # httpx refuses a longer query string
+    # base64 makes the token 4/3 as long: httpx refuses a query string past 65,536.
+    st.integers(MAX_TOKEN_LENGTH, 45_000),
 )
 garbage = st.builds(lambda text: ("garbage", text), st.text(max_size=300))
 ops_token = st.just(("the ops token", OPS_TOKEN))
