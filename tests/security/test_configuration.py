@@ -139,3 +139,12 @@ def test_env_example_as_given_starts_on_the_sandbox_and_is_refused_with_a_key(
     keyed = given.model_copy(update={"codat_api_key": SecretStr("k3y-real-codat-0123456789")})
     with pytest.raises(ConfigurationError, match="CONNECT_TOKEN_SECRET: it is not set"):
         keyed.check()
+
+
+def test_doctor_agrees_that_a_short_ops_token_is_refused_with_a_key() -> None:
+    from app.doctor import _secret
+
+    short = settings(ops_api_token=SecretStr("opsT0ken-9f8e7d6c5b4a3f2e1d"))
+    check = _secret(short, "ops_api_token", "make a longer one")
+    assert not check.ok and "32 characters" in check.line()
+    assert _secret(settings(), "ops_api_token", "").ok
