@@ -37,7 +37,7 @@ from app.customers.schemas import CustomerOut
 from app.customers.service import CustomerService
 from app.deps import SessionDep, SettingsDep, provided
 from app.errors import CustomerNotFound, DomainError
-from app.models import ID_PATTERN
+from app.models import ID_PATTERN, MAX_ROW_ID
 from app.settings import Settings
 from app.transactions.service import TransactionService
 from app.webhooks.inbox import EventStatus
@@ -489,7 +489,11 @@ async def events(view: SignedIn, webhooks: WebhooksDep) -> Response:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 19 else None
+    if not value or not (value.isascii() and value.isdigit()) or len(value) > 10:
+        return None
+    if int(value) > MAX_ROW_ID:
+        return None
+    return int(value)
 
 
 @router.post("/events/{event_id}/retry")
