@@ -23,23 +23,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.main import create_app
 
     settings = load_settings()
-    settings.check_production()
+    settings.check()
     if args.migrate:
         from app.migrate import upgrade
 
         upgrade(settings.database_url)
-    if settings.sandbox_mode and settings.ops_api_token is not None:
+    if settings.sandbox_mode and settings.ops_token_from_dev_file:
+        # Only a token made for this machine is shown; one from the environment never is.
+        assert settings.ops_api_token is not None
         print(
-            f"Sandbox mode: ops API token is {settings.ops_api_token.get_secret_value()}",
+            f"Sandbox mode: ops API token is {settings.ops_api_token.get_secret_value()}"
+            " (from var/dev-secrets.json)",
             file=sys.stderr,
         )
+    if settings.sandbox_mode:
         print(f"Demo host app: {settings.public_base_url}/", file=sys.stderr)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        # The app reads X-Forwarded-* itself, only from FORWARDED_ALLOW_IPS (app/main.py).
+        proxy_headers=False,
+        server_header=False,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,
@@ -91,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--migrate", action="store_true", help="apply migrations first")
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
@@ -109,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("customer_id")
     mint.add_argument("--lang", choices=["en", "fr"], default=None)
     mint.add_argument("--lifetime", type=int, default=600, help="seconds, at most 900")
-    mint.add_argument("--reusable", action="store_true", help="no jti: usable more than once")
+    mint.add_argument(
+        "--reusable",
+        action="store_true",
+        help="no jti: usable more than once, only with CONNECT_REUSABLE_TOKENS=true (weaker)",
+    )
     mint.set_defaults(func=cmd_mint_token)
 
     for register in _extra_commands():

@@ -83,7 +83,11 @@ class OpsGate:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path", "").startswith("/ops/"):
+        path = scope.get("path", "")
+        gated = path.startswith("/ops/") or (
+            path == "/openapi.json" and self.settings.docs_mode == "ops"
+        )
+        if scope["type"] == "http" and gated:
             headers = dict(scope.get("headers") or [])
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             refused = ops_access_refused(self.settings, authorization)

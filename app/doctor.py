@@ -14,7 +14,7 @@ from app.codat.client import CodatClient, Transport, retry_budget
 from app.codat.errors import CodatError, CodatNotFound, CodatUnauthorized
 from app.codat.models import PLATFORM_KEY_QBO_BANK_FEEDS
 from app.services import build_sandbox, open_codat
-from app.settings import AppEnv, Settings, is_placeholder, load_settings
+from app.settings import MIN_SECRET_LENGTH, AppEnv, Settings, is_placeholder, load_settings
 from app.webhooks.subscription import NEEDED_EVENT_TYPES, RECEIVER_PATH, read_subscription
 
 CALLOUT_TITLE_MAX = 50
@@ -96,6 +96,9 @@ def _secret(settings: Settings, name: str, fix: str) -> Check:
         return Check(env, False, "still a placeholder (or shorter than 16 characters)", fix)
     if name == "codat_webhook_secret" and not re.fullmatch(r"whsec_[A-Za-z0-9+/]+=*", secret):
         return Check(env, False, "not a whsec_<base64> signing secret", fix)
+    short = len(secret) < MIN_SECRET_LENGTH and name in ("connect_token_secret", "ops_api_token")
+    if short and settings.strict:
+        return Check(env, False, f"shorter than {MIN_SECRET_LENGTH} characters", fix)
     return Check(env, True, "set")
 
 

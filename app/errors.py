@@ -93,12 +93,20 @@ class Conflict(DomainError, status=409):
     """The change clashes with what is stored, or with what Codat can do."""
 
 
+class PayloadTooLarge(DomainError, status=413):
+    pass
+
+
 class UnsupportedMediaType(DomainError, status=415):
     pass
 
 
 class Unprocessable(DomainError, status=422):
     pass
+
+
+class TooManyClicks(DomainError, status=429, page="try_shortly"):
+    """The customer clicked more often than a person would; a little later works."""
 
 
 class Misconfigured(DomainError, status=500):
@@ -168,7 +176,8 @@ CODAT: dict[int | str, dict[str, Any]] = {
 
 
 def json_error(exc: DomainError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+    body = {"detail": exc.detail, **getattr(exc, "extra", {})}
+    return JSONResponse(body, exc.status_code, headers=exc.headers)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -194,7 +203,9 @@ def browser_error(request: Request, exc: Exception, *, sandbox_mode: bool) -> Re
         key = "not_found" if exc.status_code == 404 else "request_invalid"
         return message_page(key, exc.status_code, lang, sandbox_mode=sandbox_mode)
     assert isinstance(exc, DomainError)
-    return message_page(exc.page, exc.status_code, lang, sandbox_mode=sandbox_mode)
+    page = message_page(exc.page, exc.status_code, lang, sandbox_mode=sandbox_mode)
+    page.headers.update(exc.headers or {})  # Retry-After, for one
+    return page
 
 
 def install_error_handlers(app: FastAPI, *, sandbox_mode: bool) -> None:

@@ -3,6 +3,7 @@ services (`app/services.py`); each domain package brings its own routes."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.bank_feeds.routes import router as bank_feeds_router
 from app.codat.client import Transport
@@ -38,6 +41,7 @@ log = logging.getLogger("app")
 MAX_BODY_BYTES = 1_000_000
 MAX_IMPORT_BYTES = 50_000_000
 MAX_WEBHOOK_BYTES = 256_000
+OPENAPI_URL = "/openapi.json"
 
 
 def create_app(
@@ -50,7 +54,7 @@ def create_app(
 ) -> FastAPI:
     """The service. Tests pass their own Codat transport or webhook route into the sandbox."""
     settings = settings or load_settings()
-    settings.check_production()
+    settings.check()
     sandbox = (
         build_sandbox(settings, webhook_transport=sandbox_webhook_transport)
         if settings.sandbox_mode
@@ -74,15 +78,25 @@ def create_app(
                     await seed_demo_customers(services.sessions)
                     await register_demo_endpoint(services.events, settings.public_base_url)
             app.state.services = services
+            # What start-up built lives as long as the process: kept out of the collector's
+            # full passes, which then stay short while a large import is in memory.
+            gc.freeze()
             jobs = services.background_jobs() if run_background else []
             async with serving_metrics(settings, services.sessions), services.running(jobs):
                 yield
 
+    docs = settings.docs_mode
     app = FastAPI(
         title="bankfeeds-connect",
         summary="Connect business customers to QuickBooks Online Bank Feeds through Codat.",
         version="0.1.0",
         lifespan=lifespan,
+        # A browser cannot send the ops token, so behind it only the schema is served.
+        openapi_url=None if docs == "off" else OPENAPI_URL,
+        docs_url="/docs" if docs == "public" else None,
+        redoc_url="/redoc" if docs == "public" else None,
+        # A redirect to the same path with a slash would be built from the Host header.
+        redirect_slashes=False,
     )
     app.state.sandbox_app = sandbox
     app.add_middleware(
@@ -91,6 +105,8 @@ def create_app(
         overrides={"/ops/customers:import": MAX_IMPORT_BYTES, "/webhooks/": MAX_WEBHOOK_BYTES},
     )
     app.add_middleware(OpsGate, settings=settings)  # strangers never reach a body
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts_allowed)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.add_middleware(RequestIds)  # outermost: every answer and log line has its request id
     install_error_handlers(app, sandbox_mode=settings.sandbox_mode)
     for router in (

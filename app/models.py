@@ -25,6 +25,7 @@ from app.db import Base, JSONType, Money, UTCDateTime, utcnow
 
 # Our ids of customers and accounts: what the host app may use, within the 64-character columns.
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+MAX_ROW_ID = 2**31 - 1  # our integer keys are 32-bit on Postgres
 
 
 class Customer(Base):
@@ -203,14 +204,16 @@ class CodatQuotaDay(Base):
 
 
 class UsedConnectToken(Base):
-    """A connect token's `jti`, once spent; kept until the token would have expired anyway."""
+    """A connect token's `jti`: held by the click working on it (`spent_at` empty), then spent
+    with its redirect; kept until the token would have expired anyway, then pruned."""
 
     __tablename__ = "used_connect_tokens"
 
     jti: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # held since
+    spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ServiceState(Base):

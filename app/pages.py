@@ -10,7 +10,18 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 LANGUAGES = ("en", "fr")
-BROWSER_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# The service's own pages: nothing from elsewhere, never in a frame, never sniffed.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+BROWSER_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -89,6 +100,18 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
             "Nous n'avons pas pu vous connecter à QuickBooks",
             "Un problème est survenu de notre côté. Veuillez réessayer plus tard; si le "
             "problème persiste, communiquez avec votre banque.",
+        ),
+    },
+    "try_shortly": {
+        "en": (
+            "Please try again shortly",
+            "This link is already at work, or it was clicked many times in a row. Wait a "
+            "moment, then click Connect to QuickBooks again.",
+        ),
+        "fr": (
+            "Veuillez réessayer dans un instant",
+            "Ce lien est déjà en cours d'utilisation, ou il a été cliqué plusieurs fois de "
+            "suite. Patientez un instant, puis cliquez de nouveau sur Connecter à QuickBooks.",
         ),
     },
     "not_found": {

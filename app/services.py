@@ -87,6 +87,8 @@ class Services:
                 token_secret=settings.connect_token_secret,
                 public_base_url=settings.public_base_url,
                 retry_budget_seconds=budget,
+                reusable_tokens=settings.connect_reusable_tokens,
+                clicks_per_minute=settings.connect_clicks_per_minute,
             ),
             customers=CustomerService(sessions, codat, budget=budget, added=provision_signal.set),
             bank_feeds=BankFeedService(

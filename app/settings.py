@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import ipaddress
 import json
+import re
 import secrets
 from enum import StrEnum
 from functools import cached_property
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SANDBOX_API_KEY = "sandbox-api-key"
@@ -20,6 +23,10 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "replace-me", "xx
 DEV_SECRETS_FILE = Path("var/dev-secrets.json")
 # The settings that are secrets: required in production, never shown (`app.logs`).
 SECRET_SETTINGS = ("codat_api_key", "connect_token_secret", "ops_api_token", "codat_webhook_secret")
+# Secrets the service itself checks with: long enough that guessing is hopeless.
+MIN_SECRET_LENGTH = 32
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
 class AppEnv(StrEnum):
@@ -45,6 +52,28 @@ class Settings(BaseSettings):
     connect_token_secret: SecretStr | None = None
     ops_api_token: SecretStr | None = None
     codat_webhook_secret: SecretStr | None = None
+
+    # The production surface (docs/security.md). ALLOWED_HOSTS: the Host names this service
+    # answers for (default: PUBLIC_BASE_URL's host and loopback). FORWARDED_ALLOW_IPS: the proxy
+    # addresses whose X-Forwarded-* headers are believed. API_DOCS: /docs, /redoc and
+    # /openapi.json for everyone (`public`), behind the ops token (`ops`) or not at all (`off`);
+    # default `public` on the sandbox, `ops` when a Codat key is set.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"]
+    )
+    api_docs: Literal["public", "ops", "off"] | None = None
+
+    # Connect links: the origins of the host app's pages whose form may POST a token (the
+    # service's own origin is always one), whether tokens without a `jti` are accepted (weaker:
+    # such a link works again and again until it expires), and how many clicks a customer
+    # may make in a minute.
+    host_app_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    connect_reusable_tokens: bool = False
+    connect_clicks_per_minute: int = Field(default=10, ge=1)
+
+    # Bulk import over HTTP: at most this many rows a request (`bankfeeds import` has no cap).
+    import_max_rows: int = Field(default=10_000, ge=1)
 
     # Codat client behaviour
     codat_timeout_seconds: float = 10.0
@@ -102,6 +131,8 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
 
+    _secrets_from_dev_file: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
     @field_validator("transactions_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -113,7 +144,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
-    @field_validator("codat_link_hosts", mode="before")
+    @field_validator(
+        "codat_link_hosts",
+        "allowed_hosts",
+        "forwarded_allow_ips",
+        "host_app_origins",
+        mode="before",
+    )
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
@@ -130,6 +167,7 @@ class Settings(BaseSettings):
         "link_callout_title_fr",
         "link_callout_body_fr",
         "metrics_port",
+        "api_docs",
         mode="before",
     )
     @classmethod
@@ -170,26 +208,87 @@ class Settings(BaseSettings):
             hosts.add((urlsplit(self.public_base_url).hostname or "").lower())
         return frozenset(hosts)
 
-    def check_production(self) -> None:
-        """Raise ConfigurationError with one clear line if production would be unsafe."""
-        if self.app_env is not AppEnv.production:
-            return
-        if self.sandbox_mode:
+    @property
+    def strict(self) -> bool:
+        """Talking to real Codat (a key is set) or in production: unsafe settings are refused."""
+        return self.app_env is AppEnv.production or not self.sandbox_mode
+
+    @cached_property
+    def hosts_allowed(self) -> list[str]:
+        """The Host names answered: ALLOWED_HOSTS, else PUBLIC_BASE_URL's host and loopback."""
+        if self.allowed_hosts:
+            return [h.lower() for h in self.allowed_hosts]
+        public = (urlsplit(self.public_base_url).hostname or "").lower()
+        return [public, *(h for h in LOOPBACK_HOSTS if h != public)]
+
+    @cached_property
+    def form_origins(self) -> frozenset[str]:
+        """The origins whose pages may POST a connect token: the host app's and our own."""
+        own = urlsplit(self.public_base_url)
+        return frozenset(
+            {f"{own.scheme}://{own.netloc}".lower()}
+            | {o.rstrip("/").lower() for o in self.host_app_origins}
+        )
+
+    @property
+    def docs_mode(self) -> Literal["public", "ops", "off"]:
+        if self.api_docs is not None:
+            return self.api_docs
+        return "ops" if self.strict else "public"
+
+    @property
+    def ops_token_from_dev_file(self) -> bool:
+        """The ops token was made for this machine (var/dev-secrets.json), not given."""
+        return "ops_api_token" in self._secrets_from_dev_file
+
+    def check(self) -> None:
+        """Raise ConfigurationError with one line naming the setting if running would be
+        unsafe: in production, or whenever a Codat key is set, whatever APP_ENV says."""
+        production = self.app_env is AppEnv.production
+        if production and self.sandbox_mode:
             raise ConfigurationError(
                 "APP_ENV=production needs CODAT_API_KEY: refusing to run on the built-in sandbox"
             )
-        if self.is_sqlite:
+        if production and self.is_sqlite:
             raise ConfigurationError(
                 "APP_ENV=production needs a Postgres DATABASE_URL: refusing to run on SQLite"
             )
+        webhook = self.codat_webhook_secret
+        if webhook is not None and not _is_webhook_secret(webhook.get_secret_value()):
+            raise ConfigurationError(
+                "CODAT_WEBHOOK_SECRET must be Codat's signing secret: whsec_ then base64"
+            )
+        if not self.strict:
+            return
+        why = "APP_ENV=production" if production else "with CODAT_API_KEY set, the service"
         for name in SECRET_SETTINGS:
             value: SecretStr | None = getattr(self, name)
             if value is None or not value.get_secret_value().strip():
-                raise ConfigurationError(f"APP_ENV=production needs {name.upper()}: it is not set")
-            if is_placeholder(value.get_secret_value()):
+                raise ConfigurationError(f"{why} needs {name.upper()}: it is not set")
+            secret = value.get_secret_value()
+            if is_placeholder(secret):
+                raise ConfigurationError(f"{why} needs {name.upper()}: it is still a placeholder")
+            if name in ("connect_token_secret", "ops_api_token") and len(secret) < (
+                MIN_SECRET_LENGTH
+            ):
                 raise ConfigurationError(
-                    f"APP_ENV=production needs {name.upper()}: it is still a placeholder"
+                    f"{why} needs {name.upper()} of at least {MIN_SECRET_LENGTH} characters"
                 )
+        for name in ("public_base_url", "codat_base_url"):
+            parts = urlsplit(getattr(self, name))
+            # Codat itself is https; a stand-in for it may sit on this machine or, given by
+            # its private address, on the same private network (the container check's).
+            plain_ok = _is_loopback(parts.hostname) or (
+                name == "codat_base_url" and _is_private_address(parts.hostname)
+            )
+            if parts.scheme != "https" and not (parts.scheme == "http" and plain_ok):
+                raise ConfigurationError(
+                    f"{why} needs an https {name.upper()} (plain http only on loopback)"
+                )
+        if "*" in self.forwarded_allow_ips:
+            raise ConfigurationError(
+                f"{why} needs FORWARDED_ALLOW_IPS to list the proxies' addresses, not *"
+            )
 
     def secret_values(self) -> list[str]:
         """The values of the secrets that are set."""
@@ -225,12 +324,41 @@ class Settings(BaseSettings):
             DEV_SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
             DEV_SECRETS_FILE.write_text(json.dumps(stored, indent=2))
             DEV_SECRETS_FILE.chmod(0o600)
-        return self.model_copy(update={n: SecretStr(stored[n]) for n in missing})
+        filled = self.model_copy(update={n: SecretStr(stored[n]) for n in missing})
+        filled._secrets_from_dev_file = frozenset(missing)
+        return filled
 
 
 def is_placeholder(value: str) -> bool:
     lowered = value.lower()
     return len(value) < 16 or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+def _is_webhook_secret(value: str) -> bool:
+    if not _WEBHOOK_SECRET.fullmatch(value):
+        return False
+    try:
+        base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return False
+    return True
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _is_private_address(host: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False  # a name could resolve anywhere
+    return address.is_private and not address.is_link_local
 
 
 def _b64(raw: bytes) -> str:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
-    settings.check_production()
+    settings.check()
     # Web replicas may set BACKGROUND_WORKERS=off; this process exists to do that work.
     settings = settings.model_copy(update={"background_workers": "in-process"})
     return asyncio.run(run_worker(settings, once=args.once))

@@ -173,6 +173,9 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
         CODAT_WEBHOOK_SECRET=keys.codat_webhook_secret,
         RECONCILER_ENABLED="false",
         APP_ENV="development",
+        # Returning customers click again and again with one token, faster than a person.
+        CONNECT_REUSABLE_TOKENS="true",
+        CONNECT_CLICKS_PER_MINUTE="1000000000",
     )
     children: list[Child] = []
     async with contextlib.AsyncExitStack() as cleanup:

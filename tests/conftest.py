@@ -35,7 +35,7 @@ REQUIRE_POSTGRES = os.environ.get("TEST_REQUIRE_POSTGRES") == "1"
 
 # Recognisable secrets: the leak tests search every captured log line for them.
 CONNECT_SECRET = "connect-secret-Q7mZ2vT9xL4pN8rK1wY6"
-OPS_TOKEN = "ops-token-H3kD8sF2jL9qW5eR7tY1"
+OPS_TOKEN = "ops-token-H3kD8sF2jL9qW5eR7tY1bN6x"
 WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LXdlYmhvb2sta2V5LWZvci10ZXN0cy0xMjM0"
 PUBLIC_BASE = "http://127.0.0.1:8000"
 
@@ -163,6 +163,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "codat_webhook_secret": SecretStr(WEBHOOK_SECRET),
         "reconciler_enabled": False,
         "connect_retry_budget_seconds": 2.0,
+        # Tests click one customer many times; the limit's own tests set it low.
+        "connect_clicks_per_minute": 10_000,
     }
     values.update(overrides)
     return Settings.model_construct(**{**Settings().model_dump(), **values})

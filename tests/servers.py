@@ -64,6 +64,7 @@ def service_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
             "CODAT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "APP_ENV": "development",
             "SANDBOX_DISCONNECT_DELAY_SECONDS": "1",
+            "CONNECT_CLICKS_PER_MINUTE": "10000",
         }
     )
     env.update(extra)

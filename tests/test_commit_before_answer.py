@@ -127,7 +127,11 @@ async def click_link(client: httpx.AsyncClient, service: Service) -> httpx.Respo
 
 
 async def click_form(client: httpx.AsyncClient, service: Service) -> httpx.Response:
-    return await client.post("/connect-bank-feeds", data={"token": connect_token("cus-1")})
+    return await client.post(
+        "/connect-bank-feeds",
+        data={"token": connect_token("cus-1")},
+        headers={"Origin": PUBLIC_BASE},  # the host app's page
+    )
 
 
 async def a_customer(service: Service) -> None:

@@ -54,10 +54,13 @@ def claims_of(token: str, lang: str | None) -> ConnectClaims:
 
 async def click_with(service: Service, token: str) -> None:
     """The form's POST, then the link's GET (with a second token: a jti works once)."""
-    response = await service.client.post("/connect-bank-feeds", data={"token": token})
+    origin = {"Origin": PUBLIC_BASE}  # the form is on the host app's page
+    response = await service.client.post(
+        "/connect-bank-feeds", data={"token": token}, headers=origin
+    )
     assert response.status_code == 303, response.text
     assert urlsplit(response.headers["location"]).path.endswith("/start")
-    replay = await service.client.post("/connect-bank-feeds", data={"token": token})
+    replay = await service.client.post("/connect-bank-feeds", data={"token": token}, headers=origin)
     assert replay.status_code == 401
 
 
@@ -106,7 +109,10 @@ async def test_the_html_form_button(service: Service) -> None:
     assert form.attrs["method"] == "post" and form.button == "Connect to QuickBooks"
     action = urlsplit(str(form.attrs["action"]))
     assert action.path == "/connect-bank-feeds"
-    response = await service.client.post(action.path, data=form.fields)
+    # The browser names the host app's page as the form's Origin (HOST_APP_ORIGINS).
+    response = await service.client.post(
+        action.path, data=form.fields, headers={"Origin": PUBLIC_BASE}
+    )
     assert response.status_code == 303, response.text
 
 

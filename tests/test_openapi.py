@@ -21,6 +21,9 @@ from app.main import create_app
 from tests.conftest import OPS_TOKEN, _truncate, make_settings
 from tests.factories import add_customer
 
+# Schemathesis calls the app as `testserver`.
+SCHEMATHESIS_HOSTS = ["testserver"]
+
 
 @pytest.fixture
 def ops_app(database_url: str) -> Any:
@@ -33,14 +36,20 @@ def ops_app(database_url: str) -> Any:
         await engine.dispose()
 
     asyncio.run(seed())
-    return create_app(make_settings(database_url), run_background=False, seed_demo=False)
+    return create_app(
+        make_settings(database_url, allowed_hosts=SCHEMATHESIS_HOSTS),
+        run_background=False,
+        seed_demo=False,
+    )
 
 
 # The schema is the app's own /openapi.json; each test sends its cases to `ops_app`.
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json",
     create_app(
-        make_settings("sqlite+aiosqlite:///:memory:"), run_background=False, seed_demo=False
+        make_settings("sqlite+aiosqlite:///:memory:", allowed_hosts=SCHEMATHESIS_HOSTS),
+        run_background=False,
+        seed_demo=False,
     ),
 ).include(tag="ops")
 

@@ -51,7 +51,7 @@ async def forget_company(session: AsyncSession, feed: BankFeed, at: datetime) ->
         forget_push(account)
         account.sync_error = None
     log.warning(
-        "Codat company %s of customer %s was deleted in Codat; the next click starts anew",
+        "Codat company %r of customer %r was deleted in Codat; the next click starts anew",
         company_id,
         feed.customer_id,
     )

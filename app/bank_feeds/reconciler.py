@@ -264,7 +264,7 @@ class Reconciler:
             if not (exc.transient or exc.status in (401, 403)):
                 # About this feed only (a 404, a refusal): the others can still be read.
                 await self._postpone(customer_id, FEED_ERROR_DELAY)
-                log.warning("reconciler: refreshing %s failed (%s)", customer_id, exc)
+                log.warning("reconciler: refreshing %r failed (%s)", customer_id, exc)
                 report.failed.append(customer_id)
                 return True
             self.failures += 1
@@ -272,7 +272,7 @@ class Reconciler:
             self.resume_at = self.clock() + backoff
             await self._postpone(customer_id, backoff)
             log.warning(
-                "reconciler: refreshing %s failed (%s); backing off %.0fs",
+                "reconciler: refreshing %r failed (%s); backing off %.0fs",
                 customer_id,
                 type(exc).__name__,
                 backoff.total_seconds(),
@@ -281,7 +281,7 @@ class Reconciler:
             return False
         except Exception as exc:  # an answer we cannot read, say: not a reason to stop the round
             await self._postpone(customer_id, FEED_ERROR_DELAY)
-            log.warning("reconciler: refreshing %s failed (%s)", customer_id, type(exc).__name__)
+            log.warning("reconciler: refreshing %r failed (%s)", customer_id, type(exc).__name__)
             report.failed.append(customer_id)
             return True
         self.failures = 0

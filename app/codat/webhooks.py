@@ -132,6 +132,9 @@ class Envelope:
     company_id: str | None
 
 
+MAX_PAYLOAD_DEPTH = 32
+
+
 def read_delivery(key: bytes, headers: Mapping[str, str], body: bytes) -> tuple[str, Envelope]:
     """A verified delivery's `webhook-id` and envelope. Raises a `WebhookRejected` subclass."""
     webhook_id = verify(key, headers, body)
@@ -167,11 +170,24 @@ def parse_envelope(body: bytes) -> Envelope:
 
 
 def scrub(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if k not in SCRUBBED_KEYS}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
+    """A copy without Link URLs, and without anything nested deeper than MAX_PAYLOAD_DEPTH
+    (kept as null): no payload of Codat's comes near, and a deeper one is stored all the
+    same, then settled. Walked with a stack of its own, not recursion."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
+    while stack:
+        source, target, key, depth = stack.pop()
+        if isinstance(source, dict | list) and depth >= MAX_PAYLOAD_DEPTH:
+            target[key] = None
+        elif isinstance(source, dict):
+            kept = target[key] = {k: None for k in source if k not in SCRUBBED_KEYS}
+            stack += [(source[k], kept, k, depth + 1) for k in kept]
+        elif isinstance(source, list):
+            items = target[key] = [None] * len(source)
+            stack += [(v, items, i, depth + 1) for i, v in enumerate(source)]
+        else:
+            target[key] = source
+    return root[0]
 
 
 def _datetime_or_none(value: Any) -> datetime | None:

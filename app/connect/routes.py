@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from app import metrics
 from app.connect.service import ConnectService
-from app.deps import ops_router, provided
-from app.errors import DomainError, ErrorOut, Unauthorized
+from app.deps import SettingsDep, ops_router, provided
+from app.errors import DomainError, ErrorOut, Forbidden, Unauthorized
 from app.events.service import EventService
 from app.events.status import ConnectionStatus
 from app.pages import BROWSER_HEADERS
@@ -29,10 +29,18 @@ EventsDep = Annotated[EventService, provided(EventService)]
 STATUS_HEADERS = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
 
 
+# A prefetch is answered so that the browser does not keep it (425 Too Early: not a 2xx),
+# and nothing is spent or called: the customer's own click comes after.
+PREFETCH_ANSWER = 425
+
+
 @router.get("/connect-bank-feeds")
 async def connect_by_link(
     request: Request, connect: ConnectDep, token: str | None = None
 ) -> Response:
+    if is_prefetch(request):
+        metrics.click("prefetch")
+        return Response(status_code=PREFETCH_ANSWER, headers=BROWSER_HEADERS)
     return await _connect(request, connect, token, status_code=302)
 
 
@@ -40,9 +48,22 @@ async def connect_by_link(
 async def connect_by_form(
     request: Request,
     connect: ConnectDep,
+    settings: SettingsDep,
     token: Annotated[str | None, Form(max_length=4096)] = None,
 ) -> Response:
+    """The recommended button: a form on the host app's page (HOST_APP_ORIGINS) posts the
+    token. A form from any other origin, or with no Origin at all, is refused."""
+    origin = request.headers.get("origin", "").rstrip("/").lower()
+    if origin not in settings.form_origins:
+        metrics.click("request_invalid")
+        raise Forbidden("The connect form must be sent from the host app's pages.")
     return await _connect(request, connect, token, status_code=303)
+
+
+def is_prefetch(request: Request) -> bool:
+    """A browser's prefetch or prerender (`Sec-Purpose`, or the older `Purpose`)."""
+    purposes = (request.headers.get("sec-purpose", ""), request.headers.get("purpose", ""))
+    return any("prefetch" in p.lower() or "prerender" in p.lower() for p in purposes)
 
 
 async def _connect(

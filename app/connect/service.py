@@ -7,6 +7,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,6 +29,7 @@ from app.codat.client import CodatClient, new_idempotency_key
 from app.codat.errors import CodatNotFound
 from app.codat.models import Connection, company_name_for_codat
 from app.connect.tokens import (
+    CLOCK_SKEW,
     ConnectClaims,
     InvalidConnectToken,
     connect_url,
@@ -41,6 +44,7 @@ from app.errors import (
     Conflict,
     CustomerNotFound,
     Forbidden,
+    TooManyClicks,
     Unauthorized,
     talking_to_codat,
 )
@@ -50,6 +54,13 @@ from app.models import BankFeed, Customer, SourceAccount, UsedConnectToken
 log = logging.getLogger("app.connect")
 
 LEASE_WAIT_SECONDS = 12.0
+# A click holds its token's jti while it works; a hold this old belongs to a click that died.
+HOLD_SECONDS = 60.0
+# How long a second click with the same link waits for the first one's outcome.
+HOLD_WAIT_SECONDS = 5.0
+CLICK_WINDOW_SECONDS = 60.0
+PRUNE_EVERY_SECONDS = 60.0
+RETRY_SHORTLY = {"Retry-After": "5"}
 
 Provisioned = Literal["provisioned", "busy", "in_sync", "unaffordable"]
 
@@ -71,6 +82,8 @@ class ConnectService:
         token_secret: SecretStr | None = None,
         public_base_url: str = "",
         retry_budget_seconds: float = 4.0,
+        reusable_tokens: bool = False,
+        clicks_per_minute: int = 10,
     ) -> None:
         self.sessions = sessions
         self.codat = codat
@@ -81,14 +94,17 @@ class ConnectService:
         # A lease outlives its holder's Codat retries; after a crash it frees itself this soon.
         self.lease_ttl = timedelta(seconds=retry_budget_seconds + 5)
         self.owner = f"{uuid.uuid4().hex[:12]}"
+        self.reusable_tokens = reusable_tokens
+        self.clicks = ClickLimit(clicks_per_minute)
+        self._pruned_at = float("-inf")
 
     # --- the connect token --------------------------------------------------------------
 
     def verify(self, token: str | None) -> ConnectClaims:
         try:
-            return verify_connect_token(self._secret(), token)
+            return verify_connect_token(self._secret(), token, require_jti=not self.reusable_tokens)
         except InvalidConnectToken as exc:
-            log.info("connect token refused: %s", exc)
+            log.info("connect token refused: %s", exc.reason)
             raise Unauthorized("This link is not valid.") from exc
 
     async def connect_url(
@@ -111,29 +127,120 @@ class ConnectService:
     # --- the click ----------------------------------------------------------------------
 
     async def click(self, claims: ConnectClaims) -> str:
-        """The token's customer clicked Connect: spend the token, return a Link URL."""
-        if claims.jti is not None and not await self._spend(claims):
-            log.info("connect token replayed for customer %s", claims.customer_id)
-            raise Unauthorized("This link was already used.")
-        return await self.connect(claims.customer_id)
+        """The token's customer clicked Connect: a Link URL. A token with a `jti` is held
+        while the work is done and spent only with the redirect; if the click fails, the
+        same link works again."""
+        if not self.clicks.allow(claims.customer_id):
+            log.info("too many clicks for customer %r", claims.customer_id)
+            raise TooManyClicks(
+                "Too many clicks for this customer; try again shortly.", headers=RETRY_SHORTLY
+            )
+        if claims.jti is None:  # reusable tokens (CONNECT_REUSABLE_TOKENS)
+            return await self.connect(claims.customer_id)
+        held_since = await self._hold(claims)
+        try:
+            link = await self.connect(claims.customer_id)
+        except BaseException:
+            await asyncio.shield(self._let_go(claims.jti, held_since))
+            raise
+        await self._spend(claims.jti, held_since)
+        await self.prune_spent()
+        return link
 
-    async def _spend(self, claims: ConnectClaims) -> bool:
-        """Record the token's jti; False if it was already used."""
+    async def _hold(self, claims: ConnectClaims) -> datetime:
+        """Hold the token's jti for this click. A spent token is refused; while another click
+        holds it, this one waits for its outcome: spent (refused) or let go (held here)."""
         assert claims.jti is not None
+        deadline = time.monotonic() + HOLD_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            held_since = await self._try_hold(claims)
+            if held_since is not None:
+                return held_since
+            if time.monotonic() + delay > deadline:
+                raise Busy(
+                    "This link is at work in another click.",
+                    headers=RETRY_SHORTLY,
+                    page="try_shortly",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    async def _try_hold(self, claims: ConnectClaims) -> datetime | None:
+        """The time this click holds the jti from; None while another click holds it."""
+        assert claims.jti is not None
+        now = utcnow()
         async with self.sessions() as session:
             session.add(
                 UsedConnectToken(
                     jti=claims.jti,
                     customer_id=claims.customer_id,
                     expires_at=claims.expires_at,
-                    used_at=utcnow(),
+                    used_at=now,
                 )
             )
             try:
                 await session.commit()
+                return now
             except IntegrityError:
-                return False
-        return True
+                await session.rollback()
+            row = await session.get(UsedConnectToken, claims.jti, populate_existing=True)
+            if row is None:  # let go of just now: try again
+                return None
+            if row.spent_at is not None:
+                log.info("connect token replayed for customer %r", claims.customer_id)
+                raise Unauthorized("This link was already used.")
+            # A hold left by a click that died long ago is taken over; a recent one is not.
+            taken = await session.execute(
+                update(UsedConnectToken)
+                .where(
+                    UsedConnectToken.jti == claims.jti,
+                    UsedConnectToken.spent_at.is_(None),
+                    UsedConnectToken.used_at == row.used_at,
+                    UsedConnectToken.used_at < now - timedelta(seconds=HOLD_SECONDS),
+                )
+                .values(used_at=now)
+            )
+            await session.commit()
+            return now if taken.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    async def _spend(self, jti: str, held_since: datetime) -> None:
+        """The redirect is issued: the token is spent, committed before the answer."""
+        async with self.sessions() as session:
+            await session.execute(
+                update(UsedConnectToken)
+                .where(UsedConnectToken.jti == jti, UsedConnectToken.used_at == held_since)
+                .values(spent_at=utcnow())
+            )
+            await session.commit()
+
+    async def _let_go(self, jti: str, held_since: datetime) -> None:
+        """The click failed: the token is free again for the next click."""
+        try:
+            async with self.sessions() as session:
+                await session.execute(
+                    delete(UsedConnectToken).where(
+                        UsedConnectToken.jti == jti,
+                        UsedConnectToken.spent_at.is_(None),
+                        UsedConnectToken.used_at == held_since,
+                    )
+                )
+                await session.commit()
+        except Exception:  # the hold then lapses after HOLD_SECONDS
+            log.warning("could not free a connect token after a failed click", exc_info=True)
+
+    async def prune_spent(self, now: datetime | None = None, *, force: bool = False) -> int:
+        """Forget tokens that have expired (they are refused anyway); at most once a minute."""
+        if not force and time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return 0
+        self._pruned_at = time.monotonic()
+        cutoff = (now or utcnow()) - CLOCK_SKEW
+        async with self.sessions() as session:
+            result = await session.execute(
+                delete(UsedConnectToken).where(UsedConnectToken.expires_at < cutoff)
+            )
+            await session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def connect(self, customer_id: str) -> str:
         """Return a Link URL fetched from Codat during this call."""
@@ -380,6 +487,27 @@ class ConnectService:
                 async with self.sessions() as session:
                     await feeds.release_lease(session, customer_id, lease.owner)
                     await session.commit()
+
+
+class ClickLimit:
+    """At most `per_minute` clicks by one customer in any minute, in this process."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.seen: dict[str, deque[float]] = {}
+
+    def allow(self, customer_id: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        since = now - CLICK_WINDOW_SECONDS
+        if len(self.seen) > 10_000:  # forget customers who stopped clicking
+            self.seen = {c: q for c, q in self.seen.items() if q and q[-1] > since}
+        recent = self.seen.setdefault(customer_id, deque())
+        while recent and recent[0] <= since:
+            recent.popleft()
+        if len(recent) >= self.per_minute:
+            return False
+        recent.append(now)
+        return True
 
 
 @dataclass

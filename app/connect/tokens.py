@@ -65,7 +65,10 @@ def verify_connect_token(
     token: str | None,
     *,
     now: datetime | None = None,
+    require_jti: bool = True,
 ) -> ConnectClaims:
+    """The token's claims, or InvalidConnectToken. Without `require_jti`, a token with no
+    `jti` is accepted and can be used until it expires (weaker: CONNECT_REUSABLE_TOKENS)."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidConnectToken("missing or oversized")
     try:
@@ -107,6 +110,8 @@ def verify_connect_token(
     if expires_at - issued_at > MAX_LIFETIME or expires_at <= issued_at:
         raise InvalidConnectToken("lifetime")
     jti = claims.get("jti")
+    if jti is None and require_jti:
+        raise InvalidConnectToken("missing jti")
     if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= 128):
         raise InvalidConnectToken("jti")
     lang = claims.get("lang")

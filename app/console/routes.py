@@ -8,6 +8,7 @@ changes something); each action calls the same service as the ops API and lands 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, cast, get_args
 
@@ -36,7 +37,7 @@ from app.customers.schemas import CustomerOut
 from app.customers.service import CustomerService
 from app.deps import SessionDep, SettingsDep, provided
 from app.errors import CustomerNotFound, DomainError
-from app.models import ID_PATTERN
+from app.models import ID_PATTERN, MAX_ROW_ID
 from app.settings import Settings
 from app.transactions.service import TransactionService
 from app.webhooks.inbox import EventStatus
@@ -236,21 +237,34 @@ def params_notice(view: View) -> str | None:
     return view.t[done] if done in NOTICES else None
 
 
-@router.post("/customers/{customer_id}/refresh")
-async def refresh(customer_id: str, view: Checked, bank_feeds: BankFeedsDep) -> Response:
+async def _acted(
+    view: View, customer_id: str, action: str, run: Callable[[], Awaitable[tuple[str, str]]]
+) -> Response:
+    """Run an action on the customer, audited: `run` answers the audit's detail and the notice
+    to show. Then back to the customer's page, or the page of the failure."""
     back = f"{PREFIX}/customers/{customer_id}"
-    if _customer_id(customer_id) is None:
-        return view.customer_not_found(customer_id)
     assert view.who is not None
     try:
-        async with view.console.audited(view.who, "refresh", customer_id, view.remote) as entry:
-            feed = await bank_feeds.status(customer_id, refresh=True)
-            entry.detail = f"connection {feed.connection_status or 'none'}" + (
-                "" if feed.refreshed else ", nothing to read in Codat"
-            )
+        async with view.console.audited(view.who, action, customer_id, view.remote) as entry:
+            entry.detail, done = await run()
     except DomainError as exc:
-        return view.failure(exc, i18n.label(view.lang, "refresh"), back)
-    return view.redirect(f"{back}?done={'refreshed' if feed.refreshed else 'refreshed_nothing'}")
+        return view.failure(exc, i18n.label(view.lang, action), back)
+    return view.redirect(f"{back}?done={done}")
+
+
+@router.post("/customers/{customer_id}/refresh")
+async def refresh(customer_id: str, view: Checked, bank_feeds: BankFeedsDep) -> Response:
+    if _customer_id(customer_id) is None:
+        return view.customer_not_found(customer_id)
+
+    async def run() -> tuple[str, str]:
+        feed = await bank_feeds.status(customer_id, refresh=True)
+        detail = f"connection {feed.connection_status or 'none'}"
+        if not feed.refreshed:
+            return detail + ", nothing to read in Codat", "refreshed_nothing"
+        return detail, "refreshed"
+
+    return await _acted(view, customer_id, "refresh", run)
 
 
 @router.post("/customers/{customer_id}/connect-link", response_class=HTMLResponse)
@@ -324,7 +338,6 @@ async def close_account(
     confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Without `confirm=yes`: what closing does in Codat, and the button that does it."""
-    back = f"{PREFIX}/customers/{customer_id}"
     if _customer_id(customer_id) is None or _customer_id(account_id) is None:
         return view.customer_not_found(customer_id)
     if confirm != "yes":
@@ -343,16 +356,12 @@ async def close_account(
             feed=feed,
             account=account,
         )
-    assert view.who is not None
-    try:
-        async with view.console.audited(
-            view.who, "close_account", customer_id, view.remote
-        ) as entry:
-            await customers.close_account(customer_id, account_id)
-            entry.detail = f"account {account_id} closed in Codat"
-    except DomainError as exc:
-        return view.failure(exc, i18n.label(view.lang, "close_account"), back)
-    return view.redirect(f"{back}?done=closed_done")
+
+    async def run() -> tuple[str, str]:
+        await customers.close_account(customer_id, account_id)
+        return f"account {account_id} closed in Codat", "closed_done"
+
+    return await _acted(view, customer_id, "close_account", run)
 
 
 @router.post("/customers/{customer_id}/pushes/{push_id}/retry")
@@ -360,18 +369,15 @@ async def retry_push(
     customer_id: str, push_id: str, view: Checked, transactions: TransactionsDep
 ) -> Response:
     """A failed push's transactions sent again, as `POST /ops/pushes/{id}:retry` does."""
-    back = f"{PREFIX}/customers/{customer_id}"
     number = _int(push_id)
     if _customer_id(customer_id) is None or number is None:
         return view.customer_not_found(customer_id)
-    assert view.who is not None
-    try:
-        async with view.console.audited(view.who, "retry_push", customer_id, view.remote) as entry:
-            push = await transactions.retry(number, customer_id=customer_id)
-            entry.detail = f"push {push.id} of account {push.account_id}"
-    except DomainError as exc:
-        return view.failure(exc, i18n.label(view.lang, "retry_push"), back)
-    return view.redirect(f"{back}?done=push_retried")
+
+    async def run() -> tuple[str, str]:
+        push = await transactions.retry(number, customer_id=customer_id)
+        return f"push {push.id} of account {push.account_id}", "push_retried"
+
+    return await _acted(view, customer_id, "retry_push", run)
 
 
 @router.post("/customers/{customer_id}/accounts/{account_id}/requeue")
@@ -379,19 +385,14 @@ async def requeue_transactions(
     customer_id: str, account_id: str, view: Checked, transactions: TransactionsDep
 ) -> Response:
     """Every held or rejected transaction of the account back to pending, after a fix."""
-    back = f"{PREFIX}/customers/{customer_id}"
     if _customer_id(customer_id) is None or _customer_id(account_id) is None:
         return view.customer_not_found(customer_id)
-    assert view.who is not None
-    try:
-        async with view.console.audited(
-            view.who, "requeue_transactions", customer_id, view.remote
-        ) as entry:
-            result = await transactions.requeue(customer_id, account_id, None)
-            entry.detail = f"{len(result.requeued)} transaction(s) of account {account_id}"
-    except DomainError as exc:
-        return view.failure(exc, i18n.label(view.lang, "requeue_transactions"), back)
-    return view.redirect(f"{back}?done=requeued")
+
+    async def run() -> tuple[str, str]:
+        result = await transactions.requeue(customer_id, account_id, None)
+        return f"{len(result.requeued)} transaction(s) of account {account_id}", "requeued"
+
+    return await _acted(view, customer_id, "requeue_transactions", run)
 
 
 @router.post("/customers/{customer_id}/offboard")
@@ -488,7 +489,11 @@ async def events(view: SignedIn, webhooks: WebhooksDep) -> Response:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 19 else None
+    if not value or not (value.isascii() and value.isdigit()) or len(value) > 10:
+        return None
+    if int(value) > MAX_ROW_ID:
+        return None
+    return int(value)
 
 
 @router.post("/events/{event_id}/retry")

@@ -170,7 +170,7 @@ class ConsoleService:
         async with self.sessions() as session:
             retry_after = await self._paused(session, remote, now)
             if retry_after is not None:
-                log.warning("console sign-in from %s refused: too many failures", remote)
+                log.warning("console sign-in from %r refused: too many failures", remote)
                 return SignInResult(None, retry_after)
             right = self.enabled and hmac.compare_digest(token.encode(), self._token)
             session_id = secrets.token_hex(8) if right else None

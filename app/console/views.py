@@ -51,7 +51,7 @@ _env = Environment(
 def secure_cookies(settings: Settings) -> bool:
     """Cookies are `Secure` unless the service is on loopback (plain http in development)."""
     host = urlsplit(settings.public_base_url).hostname or ""
-    return not LOOPBACK.match(host)
+    return not LOOPBACK.fullmatch(host)
 
 
 def page_language(request: Request) -> str:

@@ -55,8 +55,8 @@ async def run_import(
         print(f"bankfeeds import: cannot tell the format of {path}; use --format", file=out)
         return 2
     try:
-        text = (await asyncio.to_thread(path.read_bytes)).decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        source = path.open("rb")
+    except OSError as exc:
         print(f"bankfeeds import: cannot read {path}: {exc}", file=out)
         return 2
     engine = create_engine(settings.database_url)
@@ -66,9 +66,8 @@ async def run_import(
                 "bankfeeds import: the database is not migrated; run `bankfeeds migrate`", file=out
             )
             return 2
-        rows = importer.parse(text, fmt)  # type: ignore[arg-type]
-        with tqdm(total=len(rows), desc="checking", unit="row") as bar:
-            plan = importer.validate(rows, bar.update)
+        with tqdm(desc="checking", unit="row") as bar:  # read from disk as it goes
+            plan = await asyncio.to_thread(importer.check, source, fmt, progress=bar.update)  # type: ignore[arg-type]
         async with session_factory(engine)() as session:
             with tqdm(
                 total=len(plan.customers) + len(plan.accounts), desc="writing", unit="row"
@@ -82,9 +81,11 @@ async def run_import(
         for error in exc.errors:
             where = f"line {error.line}" + (f" (row {error.row})" if error.row else "")
             print(f"{where}: {error.field}: {error.message}", file=out)
-        print(f"Nothing was written: {len(exc.errors)} error(s) in {path}.", file=out)
+        shown = f" (the first {len(exc.errors)} shown)" if exc.total > len(exc.errors) else ""
+        print(f"Nothing was written: {exc.total} error(s) in {path}{shown}.", file=out)
         return 1
     finally:
+        source.close()
         await engine.dispose()
     verb = "Would import" if dry_run else "Imported"
     c, a = result.customers, result.accounts

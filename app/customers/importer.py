@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, TextIO
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, select
@@ -30,17 +32,22 @@ from app.customers.schemas import (
     ImportOut,
 )
 from app.db import utcnow
-from app.errors import Unprocessable
+from app.errors import PayloadTooLarge, Unprocessable
 from app.events.outbox import announce_connected
 from app.models import ID_PATTERN, Customer, SourceAccount
 
 Format = Literal["csv", "json"]
 Progress = Callable[[int], object]
 CHUNK = 1000
+# Rows an upsert sends at once: each statement's parameters are prepared on the event loop.
+WRITE_CHUNK = 200
+JSON_CHUNK = 64 * 1024
+MAX_ROW_CHARS = 1_000_000  # no row object is near this long
+MAX_ERRORS = 100  # a file with more bad rows is answered with these and the total
 # The objects a JSON row may nest (`routingInfo`), as the columns spell them dotted.
 _NESTED = frozenset(c.partition(".")[0] for c in ACCOUNT_COLUMNS if "." in c)
 _ID = re.compile(ID_PATTERN)
-_BETWEEN_ITEMS = re.compile(r"[\s,]*")
+_SPACE = re.compile(r"[ \t\n\r]*")
 _EXISTING_ACCOUNT_COLUMNS = (
     SourceAccount.customer_id,
     SourceAccount.id,
@@ -69,11 +76,23 @@ class RowError:
 
 
 class ImportRejected(Unprocessable):
-    """The file has bad rows; nothing was written. The API lists each with its line and field."""
+    """The file has bad rows; nothing was written. The API lists the first MAX_ERRORS, each
+    with its line and field, and how many there were in all (`error_count`)."""
 
-    def __init__(self, errors: Sequence[RowError]) -> None:
+    def __init__(self, errors: Sequence[RowError], *, total: int | None = None) -> None:
         super().__init__([e.as_json() for e in errors])
         self.errors = list(errors)
+        self.total = len(self.errors) if total is None else total
+        self.extra = {"error_count": self.total}
+
+
+class ImportTooLarge(PayloadTooLarge):
+    def __init__(self, max_rows: int) -> None:
+        super().__init__(
+            f"The file has more than {max_rows} rows, the most one request takes "
+            "(IMPORT_MAX_ROWS); nothing was written. Load larger books with "
+            "`bankfeeds import FILE`, which reads the file from disk as it goes."
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,19 +113,64 @@ class Plan:
 # --- reading ------------------------------------------------------------------------------
 
 
-def decode(body: bytes) -> str:
+def check(
+    source: BinaryIO,
+    fmt: Format,
+    *,
+    max_rows: int | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """Read the file as a stream and check every row with the API's own rules: the plan to
+    write, or ImportRejected with the first errors and their count. Runs in a thread: it
+    holds one row at a time, besides the rows' values kept for writing."""
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    rows = read_csv(text) if fmt == "csv" else read_json(text)
+    found = Errors()
+    plan = Plan(rows=0)
     try:
-        return body.decode("utf-8-sig")
+        for row in rows:
+            plan.rows += 1
+            if max_rows is not None and plan.rows > max_rows:
+                raise ImportTooLarge(max_rows)
+            for error in _check_row(plan, row):
+                found.add(replace(error, row=row.number))
+            if progress:
+                progress(1)
+    # A file that cannot be read is reported as such, without the rows read before.
     except UnicodeDecodeError:
-        raise ImportRejected([RowError(1, "file", "is not UTF-8")]) from None
+        found = Errors()
+        found.add(RowError(1, "file", "is not UTF-8"))
+    except ImportRejected as exc:
+        found = Errors()
+        for error in exc.errors:
+            found.add(error)
+    finally:
+        text.detach()  # the caller's file stays open
+    if not found.total and not plan.rows:
+        found.add(RowError(1, "file", "has no rows"))
+    found.raise_any()
+    return plan
 
 
-def parse(text: str, fmt: Format) -> list[Row]:
-    return parse_csv(text) if fmt == "csv" else parse_json(text)
+class Errors:
+    """The first MAX_ERRORS errors, and how many there were."""
+
+    def __init__(self) -> None:
+        self.first: list[RowError] = []
+        self.total = 0
+
+    def add(self, error: RowError) -> None:
+        self.total += 1
+        if len(self.first) < MAX_ERRORS:
+            self.first.append(error)
+
+    def raise_any(self) -> None:
+        if self.total:
+            raise ImportRejected(self.first, total=self.total)
 
 
-def parse_csv(text: str) -> list[Row]:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+def read_csv(text: TextIO) -> Iterator[Row]:
+    reader = csv.reader(text)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -126,66 +190,119 @@ def parse_csv(text: str) -> list[Row]:
     ]
     if errors:
         raise ImportRejected(errors)
-    rows: list[Row] = []
-    previous = reader.line_num
+    number, previous = 0, reader.line_num
     try:
         for cells in reader:
             line, previous = previous + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue
+            number += 1
             if len(cells) > len(header):
                 problem = RowError(
                     line, "row", f"has {len(cells)} cells; the header has {len(header)}"
                 )
-                rows.append(Row(line, len(rows) + 1, {}, (problem,)))
+                yield Row(line, number, {}, (problem,))
                 continue
             values = {h: c.strip() for h, c in zip(header, cells, strict=False) if c.strip()}
-            rows.append(Row(line, len(rows) + 1, values))
+            yield Row(line, number, values)
     except csv.Error as exc:
-        errors.append(RowError(reader.line_num, "file", f"is not valid CSV: {exc}"))
-    if errors:
-        raise ImportRejected(errors)
-    return rows
-
-
-def parse_json(text: str) -> list[Row]:
-    """A JSON array of row objects; nested `routingInfo`/`accountInfo` or dotted keys."""
-    decoder = json.JSONDecoder(parse_float=Decimal)
-    try:
-        data = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
         raise ImportRejected(
-            [RowError(exc.lineno, "file", f"is not valid JSON: {exc.msg}")]
+            [RowError(reader.line_num, "file", f"is not valid CSV: {exc}")]
         ) from exc
-    except RecursionError:  # nested deeper than json can parse
-        raise ImportRejected(
-            [RowError(1, "file", "is not valid JSON: nested too deeply")]
-        ) from None
-    if not isinstance(data, list):
-        raise ImportRejected([RowError(1, "file", "must be a JSON array of row objects")])
-    rows: list[Row] = []
-    position, line = text.index("[") + 1, 1
-    line += text.count("\n", 0, position)
-    for _ in data:
-        start = _BETWEEN_ITEMS.match(text, position).end()  # type: ignore[union-attr]
-        line += text.count("\n", position, start)
-        item, position = decoder.raw_decode(text, start)
-        line_of_item = line
-        line += text.count("\n", start, position)
+
+
+def read_json(text: TextIO) -> Iterator[Row]:
+    """A JSON array of row objects, read item by item; nested `routingInfo`/`accountInfo` or
+    dotted keys. Each row is reported on the line it starts on."""
+    items = _JsonArray(text)
+    for number, (line, item) in enumerate(items, start=1):
         if not isinstance(item, dict):
-            rows.append(
-                Row(
-                    line_of_item,
-                    len(rows) + 1,
-                    {},
-                    (RowError(line_of_item, "row", "must be an object"),),
-                )
-            )
+            yield Row(line, number, {}, (RowError(line, "row", "must be an object"),))
             continue
         values, unknown = _flatten(item)
-        problems = tuple(RowError(line_of_item, k, "is not a known field") for k in unknown)
-        rows.append(Row(line_of_item, len(rows) + 1, values, problems))
-    return rows
+        problems = tuple(RowError(line, k, "is not a known field") for k in unknown)
+        yield Row(line, number, values, problems)
+
+
+class _JsonArray:
+    """The items of a top-level JSON array, each with the line it starts on, decoded from a
+    text stream a chunk at a time."""
+
+    def __init__(self, text: TextIO) -> None:
+        self.text = text
+        self.buffer = ""
+        self.position = 0
+        self.line = 1  # the line of `position`
+        self.eof = False
+        self.decoder = json.JSONDecoder(parse_float=Decimal)
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.text.read(JSON_CHUNK)
+        self.buffer = self.buffer[self.position :] + chunk
+        self.position = 0
+        self.eof = not chunk
+        return bool(chunk)
+
+    def _skip(self, pattern: re.Pattern[str]) -> str:
+        """Skip what `pattern` matches (reading on as needed); the next character, or ''."""
+        while True:
+            end = pattern.match(self.buffer, self.position).end()  # type: ignore[union-attr]
+            self.line += self.buffer.count("\n", self.position, end)
+            self.position = end
+            if end < len(self.buffer):
+                return self.buffer[end]
+            if not self._more():
+                return ""
+
+    def _fail(self, message: str) -> ImportRejected:
+        return ImportRejected([RowError(self.line, "file", message)])
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        if self._skip(_SPACE) != "[":
+            raise self._fail("must be a JSON array of row objects")
+        self.position += 1
+        if self._skip(_SPACE) == "]":
+            self._end()
+            return
+        while True:
+            yield self.line, self._item()
+            following = self._skip(_SPACE)
+            if following == "]":
+                self._end()
+                return
+            if following != ",":
+                raise self._fail("is not valid JSON: expected , or ] after a row")
+            self.position += 1
+            self._skip(_SPACE)
+
+    def _item(self) -> Any:
+        while True:
+            try:
+                item, end = self.decoder.raw_decode(self.buffer, self.position)
+            except json.JSONDecodeError as exc:
+                if len(self.buffer) - self.position > MAX_ROW_CHARS:
+                    raise self._fail(
+                        f"is not valid JSON, or has a row longer than {MAX_ROW_CHARS} characters"
+                    ) from None
+                if self._more():
+                    continue
+                raise self._fail(f"is not valid JSON: {exc.msg}") from None
+            except RecursionError:  # nested deeper than json can parse
+                raise self._fail("is not valid JSON: nested too deeply") from None
+            except ValueError as exc:  # a number too long to convert
+                raise self._fail(f"is not valid JSON: {exc}") from None
+            if end == len(self.buffer) and self._more():
+                continue  # a number may go on in the next chunk
+            self.line += self.buffer.count("\n", self.position, end)
+            self.position = end
+            return item
+
+    def _end(self) -> None:
+        self.position += 1
+        if self._skip(_SPACE):
+            raise self._fail("is not valid JSON: extra data after the array")
 
 
 def _flatten(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -208,20 +325,6 @@ def _flatten(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 # --- checking -----------------------------------------------------------------------------
 
 
-def validate(rows: Sequence[Row], progress: Progress | None = None) -> Plan:
-    """Every row checked with the API's own rules; raises with every bad row at once."""
-    if not rows:
-        raise ImportRejected([RowError(1, "file", "has no rows")])
-    plan, errors = Plan(rows=len(rows)), []
-    for row in rows:
-        errors += [replace(e, row=row.number) for e in _check_row(plan, row)]
-        if progress:
-            progress(1)
-    if errors:
-        raise ImportRejected(errors)
-    return plan
-
-
 def _check_row(plan: Plan, row: Row) -> list[RowError]:
     v, line = row.values, row.line
     if any(p.field == "row" for p in row.problems):
@@ -230,7 +333,7 @@ def _check_row(plan: Plan, row: Row) -> list[RowError]:
     errors += [
         RowError(line, k, "must be 1-64 letters, digits or . _ : -", "string_pattern_mismatch")
         for k in ("customer_id", "account_id")
-        if k in v and not (isinstance(v[k], str) and _ID.match(v[k]))
+        if k in v and not (isinstance(v[k], str) and _ID.fullmatch(v[k]))
     ]
     if "customer_id" not in v:
         errors.append(RowError(line, "customer_id", "Field required", "missing"))
@@ -295,7 +398,6 @@ def _nest(values: dict[str, Any]) -> dict[str, Any]:
 
 async def write(session: AsyncSession, plan: Plan, progress: Progress | None = None) -> ImportOut:
     """Upsert in chunks of multi-row statements; the caller commits."""
-    now = utcnow()
     customer_ids = list(plan.customers)
     existing_customers: dict[str, tuple[str, str, str]] = {}
     existing_accounts: dict[tuple[str, str], Any] = {}
@@ -310,9 +412,45 @@ async def write(session: AsyncSession, plan: Plan, progress: Progress | None = N
             select(*_EXISTING_ACCOUNT_COLUMNS).where(SourceAccount.customer_id.in_(ids))
         )
         existing_accounts.update({(a.customer_id, a.id): a for a in rows})
-    _refuse_fixed_changes(plan, existing_accounts)
+    # Comparing every row is work for a thread, as checking was: the event loop stays free.
+    changes = await asyncio.to_thread(
+        _changes, plan, existing_customers, existing_accounts, utcnow()
+    )
+    if progress:
+        progress(changes.customers.unchanged + changes.accounts.unchanged)
+    await _upsert(session, Customer.__table__, ["id"], changes.customer_rows, progress)  # type: ignore[arg-type]
+    await _upsert(
+        session,
+        SourceAccount.__table__,  # type: ignore[arg-type]
+        ["customer_id", "id"],
+        changes.account_rows,
+        progress,
+    )
+    await announce_connected(session, {str(row["customer_id"]) for row in changes.account_rows})
+    return ImportOut(rows=plan.rows, customers=changes.customers, accounts=changes.accounts)
 
-    customer_rows, customers = [], ImportCounts(created=0, updated=0, unchanged=0)
+
+@dataclass
+class _Changes:
+    customers: ImportCounts
+    accounts: ImportCounts
+    customer_rows: list[dict[str, Any]] = field(default_factory=list)
+    account_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _changes(
+    plan: Plan,
+    existing_customers: dict[str, tuple[str, str, str]],
+    existing_accounts: dict[tuple[str, str], Any],
+    now: datetime,
+) -> _Changes:
+    """The rows to upsert, and the counts; refuses a change Codat cannot make."""
+    _refuse_fixed_changes(plan, existing_accounts)
+    changes = _Changes(
+        customers=ImportCounts(created=0, updated=0, unchanged=0),
+        accounts=ImportCounts(created=0, updated=0, unchanged=0),
+    )
+    customers, accounts = changes.customers, changes.accounts
     for customer_id, (_, c) in plan.customers.items():
         before = existing_customers.get(customer_id)
         if before == (c.name, c.country, c.locale):
@@ -321,25 +459,18 @@ async def write(session: AsyncSession, plan: Plan, progress: Progress | None = N
         customers.updated += before is not None
         customers.created += before is None
         row = {"id": customer_id, "name": c.name, "country": c.country, "locale": c.locale}
-        customer_rows.append({**row, "created_at": now, "updated_at": now})
-    account_rows, account_counts = [], ImportCounts(created=0, updated=0, unchanged=0)
+        changes.customer_rows.append({**row, "created_at": now, "updated_at": now})
     for (customer_id, account_id), (_, a) in plan.accounts.items():
         values = a.columns()
         before = existing_accounts.get((customer_id, account_id))
         if before is not None and all(getattr(before, k) == v for k, v in values.items()):
-            account_counts.unchanged += 1
+            accounts.unchanged += 1
             continue
-        account_counts.updated += before is not None
-        account_counts.created += before is None
+        accounts.updated += before is not None
+        accounts.created += before is None
         row = {"customer_id": customer_id, "id": account_id, **values}
-        account_rows.append({**row, "created_at": now, "updated_at": now})
-
-    if progress:
-        progress(customers.unchanged + account_counts.unchanged)
-    await _upsert(session, Customer.__table__, ["id"], customer_rows, progress)  # type: ignore[arg-type]
-    await _upsert(session, SourceAccount.__table__, ["customer_id", "id"], account_rows, progress)  # type: ignore[arg-type]
-    await announce_connected(session, {str(row["customer_id"]) for row in account_rows})
-    return ImportOut(rows=plan.rows, customers=customers, accounts=account_counts)
+        changes.account_rows.append({**row, "created_at": now, "updated_at": now})
+    return changes
 
 
 def _refuse_fixed_changes(plan: Plan, existing: dict[tuple[str, str], Any]) -> None:
@@ -379,7 +510,7 @@ async def _upsert(
     kept = set(keys) | {"created_at"}
     updates = {c: insert.excluded[c] for c in rows[0] if c not in kept}
     statement = insert.on_conflict_do_update(index_elements=keys, set_=updates)
-    for chunk in _chunks(rows, CHUNK):
+    for chunk in _chunks(rows, WRITE_CHUNK):
         await session.execute(statement, chunk)
         if progress:
             progress(len(chunk))

@@ -261,4 +261,5 @@ class ImportRowError(BaseModel):
 
 
 class ImportErrorOut(BaseModel):
-    detail: list[ImportRowError]
+    detail: list[ImportRowError] = Field(description="The first 100 errors, in file order.")
+    error_count: int = Field(description="How many errors the file has in all.")

@@ -7,10 +7,11 @@ if Codat fails, nothing is committed here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -290,9 +291,12 @@ class CustomerService:
 
     # --- import -------------------------------------------------------------------------
 
-    async def import_rows(self, body: bytes, fmt: importer.Format) -> ImportOut:
-        """Every row is checked first; a file with any bad row writes nothing."""
-        plan = importer.validate(importer.parse(importer.decode(body), fmt))
+    async def import_rows(
+        self, source: BinaryIO, fmt: importer.Format, *, max_rows: int
+    ) -> ImportOut:
+        """Every row is checked first, in a thread, as the file is read; a file with any bad
+        row, or more than `max_rows` rows, writes nothing."""
+        plan = await asyncio.to_thread(importer.check, source, fmt, max_rows=max_rows)
         async with self.sessions() as session:
             result = await importer.write(session, plan)
             await session.commit()

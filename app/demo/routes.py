@@ -97,7 +97,7 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
     named = names.get(request.query_params.get("customer", ""))
     if posted.isdigit() and named is not None:
         notice = text["posted"].format(n=int(posted), name=named)
-    return render(
+    page = render(
         "demo.html",
         sandbox_mode=settings.sandbox_mode,
         lang=lang,
@@ -106,6 +106,9 @@ async def demo_home(request: Request, session: SessionDep, settings: SettingsDep
         notice=notice,
         other_lang="fr" if lang == "en" else "en",
     )
+    # As a host app's page must: its connect form then names its Origin (docs/integration.md).
+    page.headers["Referrer-Policy"] = "same-origin"
+    return page
 
 
 @router.post("/demo/customers/{customer_id}/transactions")

@@ -22,7 +22,7 @@ from app.events.schemas import (
 )
 from app.events.service import EventService
 from app.events.status import ConnectionStatus
-from app.models import ID_PATTERN
+from app.models import ID_PATTERN, MAX_ROW_ID
 
 router = ops_router("events", responses=OPS_RESPONSES)
 EventsDep = Annotated[EventService, provided(EventService)]
@@ -110,7 +110,7 @@ async def list_deliveries(
     responses=NOT_FOUND | {409: {"model": ErrorOut, "description": "Being attempted right now."}},
 )
 async def redeliver(
-    delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)], events: EventsDep
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], events: EventsDep
 ) -> DeliveryOut:
     """Send the event to the endpoint again now, with a fresh 24 hours of retries."""
     return await events.redeliver(delivery_id)

@@ -131,7 +131,7 @@ class EventWorker:
                 await session.commit()
         if not result.delivered:
             log.warning(
-                "event %s to endpoint %s, attempt %d failed: %s%s",
+                "event %s to endpoint %r, attempt %d failed: %s%s",
                 job.event_id,
                 job.endpoint_name,
                 job.attempts,

@@ -189,7 +189,7 @@ def platform_key(body: object) -> str:
     key = check.string(body, "platformKey", nullable=False)
     if key is None:
         check.fail("platformKey", "'platformKey' is required.", "Required")
-    elif not PLATFORM_KEY.match(key):
+    elif not PLATFORM_KEY.fullmatch(key):
         check.fail("platformKey", "'platformKey' must be four lower-case letters.", "Pattern")
     check.raise_if_any()
     return key or ""

@@ -106,7 +106,7 @@ async def handle_connection_event(session: AsyncSession, event: InboxEvent) -> O
         return Outcome("unmatched")
     if event.event_type == "connection.failed":
         log.warning(
-            "Codat connection %s failed for customer %s: %s",
+            "Codat connection %r failed for customer %r: %r",
             connection.id,
             feed.customer_id,
             payload.failure_summary(),

@@ -110,7 +110,7 @@ class InboxWorker:
             except Exception as exc:
                 await session.rollback()
                 log.warning(
-                    "webhook %s (%s), attempt %d failed: %s",
+                    "webhook %r (%r), attempt %d failed: %s",
                     event.webhook_id,
                     event.event_type,
                     event.attempts,
@@ -136,7 +136,7 @@ class InboxWorker:
                 await session.commit()
         metrics.webhook_event(self._label(event), "retry" if retry_at else "failed")
         if retry_at is None:
-            log.error("webhook %s (%s) failed for good", event.webhook_id, event.event_type)
+            log.error("webhook %r (%r) failed for good", event.webhook_id, event.event_type)
 
     def _label(self, event: InboxEvent) -> str:
         """The event type as a metric label: `other` for the types no handler takes."""

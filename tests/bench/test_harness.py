@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import io
 import os
 import time
 from typing import Any
@@ -111,7 +112,7 @@ async def test_daemon_thread_returns_and_raises() -> None:
 def test_import_body_is_what_the_importer_accepts(fmt: str) -> None:
     rows = import_rows("imp", accounts=12, per_customer=5)
     body, _ = encode(rows, fmt)
-    plan = importer.validate(importer.parse(body.decode(), fmt))  # type: ignore[arg-type]
+    plan = importer.check(io.BytesIO(body), fmt)  # type: ignore[arg-type]
     assert len(plan.accounts) == 12
     assert len(plan.customers) == 3
 

@@ -16,7 +16,14 @@ from sqlalchemy import select
 from app.connect.tokens import mint_connect_token
 from app.models import BankFeed, BankFeedConnection, SourceAccount
 from app.sandbox.state import ConnectionStatus
-from tests.conftest import CONNECT_SECRET, OPS_TOKEN, Service, _truncate, start_service
+from tests.conftest import (
+    CONNECT_SECRET,
+    OPS_TOKEN,
+    PUBLIC_BASE,
+    Service,
+    _truncate,
+    start_service,
+)
 from tests.factories import add_account, add_customer
 from tests.transports import FaultyCodat
 
@@ -99,7 +106,9 @@ async def test_returning_customer_costs_exactly_one_get(service: Service) -> Non
 
 async def test_post_form_answers_303(service: Service) -> None:
     await add_customer(service.sessions)
-    response = await service.client.post("/connect-bank-feeds", data={"token": token()})
+    response = await service.client.post(
+        "/connect-bank-feeds", data={"token": token()}, headers={"Origin": PUBLIC_BASE}
+    )
     assert response.status_code == 303
     assert "otp=" in response.headers["location"]
 
@@ -164,12 +173,20 @@ async def test_reused_jti_is_refused(service: Service) -> None:
     assert again.status_code == 401
 
 
-async def test_token_without_jti_works_more_than_once(service: Service) -> None:
-    await add_customer(service.sessions)
+async def test_token_without_jti_is_refused_unless_reusable_tokens_are_allowed(
+    database_url: str,
+) -> None:
+    await _truncate(database_url)
     reusable = token(single_use=False)
-    for _ in range(2):
-        response = await service.client.get("/connect-bank-feeds", params={"token": reusable})
-        assert response.status_code == 302
+    for allowed, expected in ((False, [401, 401]), (True, [302, 302])):
+        async for service in start_service(database_url, connect_reusable_tokens=allowed):
+            await _truncate(database_url)
+            await add_customer(service.sessions)
+            answers = [
+                (await service.client.get("/connect-bank-feeds", params={"token": reusable}))
+                for _ in range(2)
+            ]
+            assert [a.status_code for a in answers] == expected
 
 
 async def test_ops_token_is_not_accepted_on_the_browser_route(service: Service) -> None:

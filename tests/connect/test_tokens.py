@@ -30,6 +30,7 @@ def base_claims(**changes: object) -> dict[str, object]:
         "aud": AUDIENCE,
         "iat": int(NOW.timestamp()),
         "exp": int((NOW + timedelta(minutes=10)).timestamp()),
+        "jti": "jti-1",
     }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
@@ -89,6 +90,7 @@ REFUSALS: dict[str, tuple[str | None, str]] = {
     ),
     "bad-lang": (encode(base_claims(lang="de")), "lang"),
     "bad-jti": (encode(base_claims(jti=12)), "jti"),
+    "no-jti": (encode(base_claims(jti=None)), "missing jti"),
     "long-jti": (encode(base_claims(jti="j" * 129)), "jti"),
     "iat-1e20": (encode(base_claims(iat=1e20)), "times"),
     "iat-bool": (encode(base_claims(iat=True)), "times"),

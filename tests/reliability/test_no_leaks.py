@@ -86,7 +86,7 @@ async def keyed(database_url: str) -> AsyncIterator[tuple[Service, LinkRewriter,
         database_url,
         codat_transport=codat,
         codat_api_key=SecretStr(CODAT_KEY),
-        codat_base_url="http://codat.test",
+        codat_base_url="https://codat.test",  # Codat is https: plain http is refused
         codat_link_hosts=["127.0.0.1"],
         connect_retry_budget_seconds=0.8,
     ):
