@@ -199,6 +199,33 @@ def calls_summary(calls: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(summary.items()))
 
 
+_CREATE_PATHS = {
+    "company": re.compile(r"/companies"),
+    "connection": re.compile(r"/companies/[^/]+/connections"),
+}
+DID_WORK_UNANSWERED = ("lost_response", "timeout")  # Codat did the work, the answer was lost
+
+
+def creates(calls: list[dict[str, Any]]) -> dict[str, int]:
+    """How many companies and connections Codat created, counted from its call log: each create
+    that ran (answered 2xx first time, or ran and lost its answer), never replays or refusals.
+
+    The sandbox's state cannot show a duplicate the client asked for twice under two keys as
+    anything but two objects; the call log shows every create that did work, whatever its key.
+    """
+    counted: Counter[str] = Counter({kind: 0 for kind in _CREATE_PATHS})
+    for call in calls:
+        if call["method"] != "POST":
+            continue
+        kind = next((k for k, p in _CREATE_PATHS.items() if p.fullmatch(call["path"])), None)
+        if kind is None:
+            continue
+        answered = 200 <= call["status"] < 300 and call.get("idempotency") is None
+        if answered or call.get("fault") in DID_WORK_UNANSWERED:
+            counted[kind] += 1
+    return dict(counted)
+
+
 def calls_json(sandbox: Any) -> list[dict[str, Any]]:
     """An in-process sandbox's call log in the shape `GET /_sandbox/calls` gives."""
     return [

@@ -15,7 +15,7 @@ from app.sandbox.faults import FaultConfig, FaultInjector
 from tests.conftest import Service, _truncate, start_service
 from tests.factories import add_customer
 from tests.reliability.conftest import Record
-from tests.reliability.support import audit, calls_json, calls_summary, click, link_ids
+from tests.reliability.support import audit, calls_json, calls_summary, click, creates, link_ids
 
 CUSTOMERS = 100
 MAX_CLICKS = 10  # a customer who sees "try again" clicks again, at most this often
@@ -60,6 +60,7 @@ async def _run_storm(service: Service, database_url: str, record: Record) -> Non
     faults.configure(FaultConfig())  # calm again: check what the storm left behind
 
     calls = calls_json(service.sandbox)
+    created = creates(calls)
     result = await audit(service.sessions, service.sandbox.store.snapshot(), customer_ids)
     feeds = await _feed_ids(service)
     wrong_link = [
@@ -93,6 +94,8 @@ async def _run_storm(service: Service, database_url: str, record: Record) -> Non
             ),
             "storm wall time (s)": round(elapsed, 1),
             **calls_summary(calls),
+            "companies created (Codat's call log)": created["company"],
+            "connections created (Codat's call log)": created["connection"],
             **result.figures(),
         },
     )
@@ -102,6 +105,8 @@ async def _run_storm(service: Service, database_url: str, record: Record) -> Non
     assert wrong_link == []
     assert [p.status_code for p in pages] == [200] * CUSTOMERS
     assert result.problems == {}
+    # Counted from what Codat was asked to do, not from what it holds: one create each.
+    assert created == {"company": CUSTOMERS, "connection": CUSTOMERS}, created
     assert result.companies == result.connections == CUSTOMERS
     assert result.accounts == sum(1 + n % 4 for n in range(CUSTOMERS))
     injected = calls_summary(calls)
