@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.hostile import Tally
 from tests.reliability.report import Result, Session
 from tests.reliability.report import main as render_report
 
@@ -67,6 +68,15 @@ def record(request: pytest.FixtureRequest) -> Iterator[Record]:
             result.seconds = round(time.monotonic() - started, 2)
         result.finished_at = _now()
         result.write()
+
+
+@pytest.fixture
+def tally(record: Record) -> Iterator[Tally]:
+    """A fuzz test's own counts; recorded when it ends if the test set `proof` and `figures`."""
+    counts = Tally()
+    yield counts
+    if counts.examples and counts.proof and counts.figures is not None:
+        record(counts.proof, counts.figures(counts), variant=counts.variant, seconds=counts.seconds)
 
 
 def _now() -> str:
