@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from app.deps import ops_router, provided
+from app.errors import NOT_FOUND, OPS_RESPONSES
 from app.webhooks.inbox import EventStatus
 from app.webhooks.service import WebhookService
 
 router = APIRouter(tags=["webhooks"])
-ops_inbox_router = ops_router("webhooks")
+ops_inbox_router = ops_router("webhooks", responses=OPS_RESPONSES)
 WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
 
 
@@ -72,7 +73,7 @@ async def list_webhook_events(
     return WebhookEventList(events=[WebhookEventOut.model_validate(e) for e in events])
 
 
-@ops_inbox_router.post("/webhook-events/{event_id}/retry", status_code=202)
+@ops_inbox_router.post("/webhook-events/{event_id}/retry", status_code=202, responses=NOT_FOUND)
 async def retry_webhook_event(event_id: int, webhooks: WebhooksDep) -> dict[str, str]:
     """Handle a settled event again (say, an unmatched one once its customer exists)."""
     await webhooks.retry(event_id)
