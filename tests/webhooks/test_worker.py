@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import pytest
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import create_engine, session_factory, utcnow
