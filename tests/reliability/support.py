@@ -17,6 +17,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.codat.client import InProcess
 from app.connect.tokens import mint_connect_token
 from app.db import utcnow
 from app.models import BankFeed, BankFeedConnection, SourceAccount
@@ -247,9 +248,11 @@ class LinkRewriter(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self.sandbox: Any = None
         self.link_url: str | None = None
+        self.codat = InProcess()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
+        self.codat.app = self.sandbox
+        response = await self.codat.handle_async_request(request)
         if self.link_url is None or response.status_code >= 300:
             return response
         await response.aread()
@@ -258,6 +261,9 @@ class LinkRewriter(httpx.AsyncBaseTransport):
             return httpx.Response(response.status_code, content=response.content)
         data["linkUrl"] = self.link_url
         return httpx.Response(response.status_code, json=data)
+
+    async def aclose(self) -> None:
+        await self.codat.aclose()
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
