@@ -74,6 +74,13 @@ PROOFS: list[tuple[str, str, str]] = [
         "share (counted in the database), no click gets a 429 for quota, and every abandoned "
         "customer reconnects.",
     ),
+    (
+        "timeouts",
+        "8. Codat slower than the client's timeout",
+        "Over real sockets, Codat answers later than the service's read timeout: a click ends "
+        "on the try-again page and a background job logs a timeout and backs off, each before "
+        "the late answer could arrive.",
+    ),
 ]
 
 
