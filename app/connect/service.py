@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import kill_points
 from app.bank_feeds import repository as feeds
 from app.bank_feeds import writes
 from app.bank_feeds.company_gone import forget_company
@@ -195,6 +196,7 @@ class ConnectService:
             try:
                 target = (company_id, connection.id)
                 report = await create_missing(self.codat, target, accounts)
+                kill_points.reached("accounts created")
                 await update_changed(self.codat, target, accounts, report)
             finally:
                 # Codat's answers are kept even if a later step fails; the lease goes with them.
@@ -202,6 +204,7 @@ class ConnectService:
                 await announce(session, customer_id)
                 await session.commit()
                 lease.released = True
+            kill_points.reached("committed")
             return self._safe_link(connection)
 
     async def _ensure_company(
@@ -220,6 +223,7 @@ class ConnectService:
         # An earlier click's create that got no answer is sent again under its own key.
         feed.company_request_key = feed.company_request_key or new_idempotency_key()
         await session.commit()
+        kill_points.reached("company requested")
 
         async def keep_key(key: str) -> None:  # a new key (after a 5xx), stored before it is sent
             feed.company_request_key = key
@@ -233,9 +237,11 @@ class ConnectService:
             key=feed.company_request_key,
             keep_key=keep_key,
         )
+        kill_points.reached("company created")
         feed.company_id = company.id
         feed.company_request_key = None
         await session.commit()
+        kill_points.reached("company stored")
         return company.id
 
     async def _ensure_connection(
@@ -260,6 +266,7 @@ class ConnectService:
         # Only ever set while a create is unanswered: then it is sent again under that key.
         feed.connection_request_key = feed.connection_request_key or new_idempotency_key()
         await session.commit()
+        kill_points.reached("connection requested")
 
         async def keep_key(key: str) -> None:  # a new key (after a 5xx), stored before it is sent
             feed.connection_request_key = key
@@ -268,10 +275,12 @@ class ConnectService:
         created = await writes.create_connection(
             self.codat, company_id, key=feed.connection_request_key, keep_key=keep_key
         )
+        kill_points.reached("connection created")
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
         feed.connection_request_key = None
         await announce(session, feed.customer_id)
         await session.commit()
+        kill_points.reached("connection stored")
         return created
 
     async def _get_connection(self, company_id: str, connection_id: str) -> Connection | None:

@@ -37,10 +37,10 @@ PROOFS: list[tuple[str, str, str]] = [
     ),
     (
         "crash",
-        "2. Crash anywhere",
-        "The service process is SIGKILLed at random points of the connect flow, restarted, and "
-        "every customer clicks again: exactly one company, one connection and each account "
-        "once, no orphan in Codat.",
+        "2. Crash at every stage",
+        "The service process SIGKILLs itself at each named stage of the click (a kill point "
+        "armed in that process), is restarted, and every customer clicks again: exactly one "
+        "company, one connection and each account once, no orphan in Codat.",
     ),
     (
         "concurrency",
