@@ -41,6 +41,10 @@ reliability-report: install
 	$(RUN) pytest -q tests/reliability $(PYTEST_ARGS)
 	$(RUN) python -m tests.reliability.report
 
+## Break each guarantee on purpose (tests/mutants.py): fails unless its tests notice every one
+test-mutants: install
+	$(RUN) python -m tests.mutants
+
 ## Build the image and run docker-compose.yml for real, then check the running containers.
 ## Installs Docker with apt and starts its own engine when none answers (root); see
 ## docs/deployment.md. Needs Postgres on 127.0.0.1:5432 and about 5 GB of disk.
