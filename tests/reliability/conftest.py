@@ -120,7 +120,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Count this directory's outcomes and time (the hook sees only its own tests)."""
     _RUN["seconds"] += report.duration
-    if report.when == "call" or (report.when != "call" and report.failed):
+    counted = report.when == "call" or (not report.passed and report.when == "setup")
+    if counted or (report.when == "teardown" and report.failed):
         _OUTCOMES[report.outcome] = _OUTCOMES.get(report.outcome, 0) + 1
 
 
