@@ -1,4 +1,5 @@
-"""The `bankfeeds` command: serve, migrate, sandbox, mint-token, import, doctor, worker, codat."""
+"""The `bankfeeds` command: serve, migrate, sandbox, mint-token, import,
+import-transactions, doctor, worker, codat."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from app.codat_setup import register as register_codat
 from app.customers.cli import register_import
 from app.doctor import register as register_doctor
 from app.settings import ConfigurationError, load_settings
+from app.transactions.cli import register as register_import_transactions
 from app.worker import register as register_worker
 
 Command = Callable[[argparse.Namespace], int]
@@ -122,6 +124,7 @@ def _extra_commands() -> list[
     return [
         register_worker,
         register_import,
+        register_import_transactions,
         register_doctor,
         register_codat,
     ]

@@ -22,6 +22,8 @@ CALLOUT_BODY_MAX = 150
 CODAT_BUDGET_SECONDS = 10.0
 DATABASE_TIMEOUT_SECONDS = 10.0
 CONSUMER = "Codat webhook consumer"
+BANK_TRANSACTIONS = "Codat data type 'bankTransactions'"
+UNUSABLE_STATES = ("notsupported", "notimplemented", "deprecated")  # Codat's, lower-cased
 _MARKUP = re.compile(r"<|>|&[#a-zA-Z0-9]+;|\]\(|\*\*|__")
 _NEW_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 SECRETS = (
@@ -198,11 +200,13 @@ async def _codat(settings: Settings, transport: Transport | None) -> list[Check]
                     return [
                         key,
                         Check(integration_name, False, "not checked", first),
+                        Check(BANK_TRANSACTIONS, False, "not checked", first),
                         Check(CONSUMER, False, "not checked", first),
                     ]
                 return [
                     key,
                     await _integration(codat, integration_name),
+                    await _bank_transactions(codat),
                     await _webhook_consumer(codat, settings.public_base_url + RECEIVER_PATH),
                 ]
     except ValueError as exc:
@@ -246,6 +250,40 @@ async def _integration(codat: CodatClient, name: str) -> Check:
     if not integration.enabled:
         return Check(name, False, f"{integration.name} is not enabled", enable)
     return Check(name, True, f"{integration.name} is enabled")
+
+
+async def _bank_transactions(codat: CodatClient) -> Check:
+    """The transaction feed writes `bankTransactions`: the data type must be enabled. Codat's
+    data type settings say so; where they cannot be read, the integration's own features."""
+    fix = "in the Codat Portal, Settings > Data types, enable Bank transactions (and Bank accounts)"
+    try:
+        found = await codat.get_sync_settings()
+    except CodatNotFound:
+        found = None
+    except CodatError as exc:
+        return Check(
+            BANK_TRANSACTIONS, False, f"could not be read ({type(exc).__name__} {exc.status})", fix
+        )
+    if found is not None:
+        if any(s.data_type == "bankTransactions" for s in found.settings):
+            return Check(BANK_TRANSACTIONS, True, "enabled in the data type settings")
+        return Check(BANK_TRANSACTIONS, False, "not in the data type settings", fix)
+    try:
+        integration = await codat.get_integration(PLATFORM_KEY_QBO_BANK_FEEDS)
+    except CodatError as exc:
+        return Check(
+            BANK_TRANSACTIONS, False, f"could not be read ({type(exc).__name__} {exc.status})", fix
+        )
+    feature = integration.feature("bankTransactions")
+    if feature is None:
+        return Check(
+            BANK_TRANSACTIONS, True, "not restricted by the integration (confirm in the Portal)"
+        )
+    writes = [f for f in feature.supported_features if (f.feature_type or "").lower() == "post"]
+    if not writes or all((f.feature_state or "").lower() in UNUSABLE_STATES for f in writes):
+        state = writes[0].feature_state if writes else "not offered"
+        return Check(BANK_TRANSACTIONS, False, f"writes are {state} for the integration", fix)
+    return Check(BANK_TRANSACTIONS, True, f"writes are {writes[0].feature_state}")
 
 
 async def _webhook_consumer(codat: CodatClient, url: str) -> Check:

@@ -31,6 +31,7 @@ from app.observability import serving_metrics
 from app.request_ids import RequestIds
 from app.services import build_sandbox, open_services
 from app.settings import SANDBOX_MOUNT, Settings, load_settings
+from app.transactions.routes import router as transactions_router
 from app.webhooks.routes import router as webhook_router
 
 log = logging.getLogger("app")
@@ -98,6 +99,7 @@ def create_app(
         ops_connect_router,
         customers_router,
         bank_feeds_router,
+        transactions_router,
         webhook_router,
         events_router,
     ):

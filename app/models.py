@@ -1,6 +1,6 @@
-"""The tables: customers, their source accounts, bank feeds, Codat's event inbox, and the
-events we send the host app (endpoints, outbox, deliveries), and the operations console's audit
-log."""
+"""The tables: customers, their source accounts, bank feeds, Codat's event inbox, the events we
+send the host app (endpoints, outbox, deliveries), the operations console's audit log, and the
+bank transactions with their pushes to Codat."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -313,3 +314,119 @@ class ConsoleAuditEntry(Base):
         Index("ix_console_audit_log_action_remote_at", "action", "remote", "at"),
         CheckConstraint("outcome in ('ok', 'failed', 'refused')", name="outcome"),
     )
+
+
+class TransactionFeed(Base):
+    """An account's transaction feed: what QuickBooks last got, when to push next, its lease."""
+
+    __tablename__ = "transaction_feeds"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_pushed_date: Mapped[date | None] = mapped_column(Date())
+    last_pushed_balance: Mapped[Decimal | None] = mapped_column(Money())
+    last_pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_push_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # A write refused because the customer disconnected the account in QuickBooks (Codat says
+    # so only 10 days later): no more pushes until it connects again or operations retry.
+    write_blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    write_blocked_reason: Mapped[str | None] = mapped_column(Text)
+    lock_owner: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["customer_id", "account_id"],
+            ["source_accounts.customer_id", "source_accounts.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+
+class TransactionPush(Base):
+    """One create-bank-transactions call: recorded with its Idempotency-Key and exact body
+    before Codat is called, then Codat's `pushOperationKey` and status."""
+
+    __tablename__ = "transaction_pushes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    company_id: Mapped[str] = mapped_column(String(64), index=True)
+    connection_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    push_operation_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON sent, so a resend is identical
+    status: Mapped[str] = mapped_column(String(16))
+    transaction_count: Mapped[int] = mapped_column(Integer)
+    last_date: Mapped[date] = mapped_column(Date())
+    last_balance: Mapped[Decimal] = mapped_column(Money())
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    validation: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # by operations
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["customer_id", "account_id"],
+            ["source_accounts.customer_id", "source_accounts.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_transaction_pushes_status_next_attempt_at", "status", "next_attempt_at"),
+        CheckConstraint(
+            "status in ('sending', 'unconfirmed', 'pending', 'success', 'failed', 'timed_out')",
+            name="status",
+        ),
+    )
+
+
+class BankTransaction(Base):
+    """A cleared transaction from the bank's ledger, kept exactly as received, and where it is
+    on its way to QuickBooks."""
+
+    __tablename__ = "bank_transactions"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(100))  # the bank's own id
+    cleared_on: Mapped[date] = mapped_column("date", Date())  # Codat's `date`: a local date
+    description: Mapped[str] = mapped_column(String(1000))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    balance: Mapped[Decimal] = mapped_column(Money())
+    transaction_type: Mapped[str] = mapped_column(String(16))
+    counterparty: Mapped[str | None] = mapped_column(String(1000))
+    reference: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)  # why held or rejected
+    push_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transaction_pushes.id", ondelete="SET NULL"), index=True
+    )
+    # Released by operations: sent with this later date instead, for the recorded reason.
+    sent_date: Mapped[date | None] = mapped_column(Date())
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("customer_id", "id"),
+        ForeignKeyConstraint(
+            ["customer_id", "account_id"],
+            ["source_accounts.customer_id", "source_accounts.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_bank_transactions_account_status", "customer_id", "account_id", "status"),
+        CheckConstraint(
+            "status in ('pending', 'pushing', 'pushed', 'held', 'rejected')", name="status"
+        ),
+    )
+
+    @property
+    def push_date(self) -> date:
+        """The date QuickBooks gets: the cleared date, or the later one operations chose."""
+        return self.sent_date or self.cleared_on

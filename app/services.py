@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,13 +18,16 @@ from app.codat.client import CodatClient, Transport, in_process
 from app.connect.service import ConnectService
 from app.console.service import ConsoleService
 from app.customers.service import CustomerService
-from app.db import create_engine, session_factory
+from app.db import create_engine, session_factory, utcnow
 from app.demo.inbox import DemoInbox
 from app.events.outbox import announce
 from app.events.service import EventService
 from app.events.worker import EventWorker
 from app.logs import RedactingFilter, redaction_list
 from app.settings import SANDBOX_API_KEY, SANDBOX_MOUNT, Settings
+from app.transactions.push import PushJob
+from app.transactions.service import FeedRules, TransactionService
+from app.transactions.summary import transaction_feeds
 from app.webhooks.service import WebhookService
 from app.webhooks.worker import InboxWorker
 
@@ -48,14 +51,25 @@ class Services:
     webhooks: WebhookService
     events: EventService
     console: ConsoleService
+    transactions: TransactionService
     inbox_signal: asyncio.Event = field(default_factory=asyncio.Event)
+    push_signal: asyncio.Event = field(default_factory=asyncio.Event)
     demo_inbox: DemoInbox = field(default_factory=DemoInbox)  # sandbox mode's demo host app
 
+    clock: Callable[[], datetime] = utcnow  # the transaction feed's; the sandbox's in sandbox mode
+
     @classmethod
-    def build(cls, settings: Settings, engine: AsyncEngine, codat: CodatClient) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        engine: AsyncEngine,
+        codat: CodatClient,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Services:
         sessions = session_factory(engine)
         budget = settings.connect_retry_budget_seconds
         signal = asyncio.Event()
+        push_signal = asyncio.Event()
         return cls(
             settings=settings,
             engine=engine,
@@ -71,11 +85,22 @@ class Services:
                 retry_budget_seconds=budget,
             ),
             customers=CustomerService(sessions, codat, budget=budget),
-            bank_feeds=BankFeedService(sessions, codat, budget=budget, announce=announce),
+            bank_feeds=BankFeedService(
+                sessions,
+                codat,
+                budget=budget,
+                announce=announce,
+                transaction_feeds=transaction_feeds,
+            ),
             webhooks=WebhookService(sessions, settings.codat_webhook_secret, signal),
             events=EventService(sessions),
             console=ConsoleService(sessions, settings.ops_api_token),
+            transactions=TransactionService(
+                sessions, feed_rules(settings), push_signal.set, clock=clock
+            ),
             inbox_signal=signal,
+            push_signal=push_signal,
+            clock=clock,
         )
 
     def provide(self, kind: type[T]) -> T:
@@ -118,6 +143,19 @@ class Services:
             poll_while_webhooks_healthy=settings.reconciler_poll_while_webhooks_healthy,
         )
 
+    def push_job(self, **overrides: Any) -> PushJob:
+        """The transaction feed's pushes to Codat, as configured; tests pass `clock=`."""
+        settings = self.settings
+        options: dict[str, Any] = {
+            "rules": feed_rules(settings),
+            "signal": self.push_signal,
+            "poll_after": timedelta(seconds=settings.transactions_poll_after_seconds),
+            "retry_budget_seconds": settings.background_retry_budget_seconds,
+            "quota_share": settings.reconciler_quota_share,
+            "clock": self.clock,
+        }
+        return PushJob(self.sessions, self.codat, **{**options, **overrides})
+
     def event_worker(self, **overrides: Any) -> EventWorker:
         """The delivery of events to the host app's endpoints, as configured; tests pass
         `transport=` or `clock=`."""
@@ -132,13 +170,16 @@ class Services:
 
     def background_jobs(self) -> list[BackgroundJob]:
         """What this process runs besides HTTP: the inbox worker, the reconciler unless
-        RECONCILER_ENABLED=false, and the event delivery worker; nothing with
-        BACKGROUND_WORKERS=off (web replicas leave it to `bankfeeds worker`)."""
+        RECONCILER_ENABLED=false, the transaction pushes unless TRANSACTIONS_PUSH_ENABLED=false,
+        and the event delivery worker; nothing with BACKGROUND_WORKERS=off (web replicas leave
+        it to `bankfeeds worker`)."""
         if self.settings.background_workers == "off":
             return []
         jobs: list[BackgroundJob] = [self.inbox_worker().run]
         if self.settings.reconciler_enabled:
             jobs.append(self.reconciler().run)
+        if self.settings.transactions_push_enabled:
+            jobs.append(self.push_job().run)
         jobs.append(self.event_worker().run)
         return jobs
 
@@ -156,6 +197,14 @@ class Services:
                     await task
 
 
+def feed_rules(settings: Settings) -> FeedRules:
+    return FeedRules(
+        timezone=settings.transactions_timezone,
+        history_days=settings.transactions_history_days,
+        push_delay=timedelta(seconds=settings.transactions_push_delay_seconds),
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings, *, sandbox: Any = None, codat_transport: Transport | None = None
@@ -164,7 +213,9 @@ async def open_services(
     engine = create_engine(settings.database_url)
     try:
         async with open_codat(settings, sandbox=sandbox, transport=codat_transport) as codat:
-            yield Services.build(settings, engine, codat)
+            # In sandbox mode "today" is the sandbox's, whose clock tests and demos move.
+            clock = sandbox.state.sandbox.clock.now if sandbox is not None else utcnow
+            yield Services.build(settings, engine, codat, clock)
     finally:
         await engine.dispose()
 

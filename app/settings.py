@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     reconciler_quota_share: float = Field(default=0.25, gt=0, le=1)
     reconciler_poll_while_webhooks_healthy: bool = False
 
+    # The transaction feed: pushes to Codat, coalesced after arrival and at least daily.
+    transactions_push_enabled: bool = True
+    transactions_push_delay_seconds: float = Field(default=60.0, ge=0)
+    transactions_history_days: int = Field(default=7, ge=1, le=90)
+    transactions_timezone: str = "UTC"  # the bank's: what "today" is for a cleared date
+    transactions_poll_after_seconds: float = Field(default=300.0, gt=0)
+
     # Webhook inbox worker and where background work runs: `in-process` in each service
     # process, `off` to leave it to `bankfeeds worker` (several web replicas).
     background_workers: Literal["in-process", "off"] = "in-process"
@@ -90,6 +97,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
+
+    @field_validator("transactions_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @field_validator("codat_link_hosts", mode="before")
     @classmethod

@@ -1,6 +1,6 @@
-"""`bankfeeds worker`: the service's background work (the webhook inbox worker, the reconciler
-and the delivery of events to the host app) in a process of its own, with the same services as
-the app and no HTTP."""
+"""`bankfeeds worker`: the service's background work (the webhook inbox worker, the reconciler,
+the transaction pushes to Codat and the delivery of events to the host app) in a process of its
+own, with the same services as the app and no HTTP."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ log = logging.getLogger("app.worker")
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
-        "worker", help="handle Codat webhooks, reconcile bank feeds, deliver events (no HTTP)"
+        "worker",
+        help="handle Codat webhooks, reconcile bank feeds, push transactions, deliver events "
+        "(no HTTP)",
     )
     worker.add_argument("--once", action="store_true", help="handle what is due now, then exit")
     worker.set_defaults(func=cmd_worker)
@@ -44,6 +46,9 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
             if settings.reconciler_enabled:
                 refreshed = len((await services.reconciler().run_once()).refreshed)
             print(f"Handled {handled} webhook event(s), refreshed {refreshed} bank feed(s).")
+            if settings.transactions_push_enabled:
+                pushed = await services.push_job().run_once()
+                print(f"Sent {len(pushed.pushed)} transaction push(es), held {pushed.held}.")
             attempted = await services.event_worker().run_once()
             print(f"Made {attempted} event delivery attempt(s).")
             return 0
@@ -54,8 +59,9 @@ async def run_worker(settings: Settings, *, once: bool) -> int:
         jobs = services.background_jobs()
         async with serving_metrics(settings, services.sessions), services.running(jobs):
             log.info(
-                "worker running: webhook inbox%s, event delivery",
+                "worker running: webhook inbox%s%s, event delivery",
                 ", reconciler" * settings.reconciler_enabled,
+                ", transaction pushes" * settings.transactions_push_enabled,
             )
             print("bankfeeds worker running; stop with Ctrl-C or SIGTERM.", file=sys.stderr)
             await stop.wait()

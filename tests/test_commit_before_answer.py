@@ -7,6 +7,8 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -22,12 +24,14 @@ from app.events.schemas import EndpointIn
 from app.main import create_app
 from app.models import (
     BankFeed,
+    BankTransaction,
     CodatEvent,
     ConsoleAuditEntry,
     Customer,
     EventDelivery,
     EventEndpoint,
     SourceAccount,
+    TransactionPush,
     UsedConnectToken,
 )
 from tests.conftest import PUBLIC_BASE, Service, make_settings
@@ -130,6 +134,14 @@ async def a_customer(service: Service) -> None:
     await add_customer(service.sessions)
 
 
+async def post_demo_transactions(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+    return await client.post("/demo/customers/cus-1/transactions")
+
+
+async def transactions_stored(session: AsyncSession) -> bool:
+    return await count(session, BankTransaction) > 0
+
+
 async def click_stored(session: AsyncSession) -> bool:
     return await count(session, UsedConnectToken) > 0 or await count(session, BankFeed) > 0
 
@@ -195,15 +207,16 @@ async def audited(session: AsyncSession, action: str) -> bool:
 
 
 def console(path: str, **data: str) -> Request:
-    """A console form, posted by the browser that signed in during the setup; `{event_id}` is
-    the stored event's."""
+    """A console form, posted by the browser that signed in during the setup; `{event_id}` and
+    `{push_id}` are the stored event's and push's."""
 
     async def send(client: httpx.AsyncClient, service: Service) -> httpx.Response:
         client.cookies = service.client.cookies
         page = await client.get("/console/")  # reading commits nothing
         async with service.sessions() as session:
             event_id = await session.scalar(select(CodatEvent.id))
-        target = path.format(event_id=event_id)
+            push_id = await session.scalar(select(TransactionPush.id))
+        target = path.format(event_id=event_id, push_id=push_id)
         return await client.post(target, data={"csrf": csrf_of(page.text), **data})
 
     return send
@@ -237,7 +250,82 @@ async def refresh_stored(session: AsyncSession) -> bool:
     return await refreshed(session) or await audited(session, "refresh")
 
 
+async def a_held_transaction(service: Service) -> None:
+    """cus-1's acc-0 with bank-1 held ten days back and bank-2 rejected in failed push 1."""
+    await customer_with_accounts(service)
+    today = service.sandbox.clock.today()
+    async with service.sessions() as session:
+        push = TransactionPush(
+            customer_id="cus-1", account_id="acc-0", company_id="c", connection_id="k",
+            idempotency_key="key-1", body="{}", status="failed", transaction_count=1,
+            last_date=today, last_balance=Decimal("1"), requested_at=service.sandbox.clock.now(),
+            attempts=1,
+        )  # fmt: skip
+        session.add(push)
+        await session.flush()
+        for n, status, day in ((1, "held", today - timedelta(days=10)), (2, "rejected", today)):
+            session.add(
+                BankTransaction(
+                    customer_id="cus-1",
+                    account_id="acc-0",
+                    id=f"bank-{n}",
+                    cleared_on=day,
+                    description="Card",
+                    amount=Decimal("-1"),
+                    balance=Decimal("1"),
+                    transaction_type="Debit",
+                    status=status,
+                    reason="why",
+                    push_id=push.id if status == "rejected" else None,
+                )
+            )
+        await session.commit()
+
+
+def transaction_status(transaction_id: str, status: str) -> Stored:
+    async def check(session: AsyncSession) -> bool:
+        found = await session.scalar(
+            select(BankTransaction.status).where(BankTransaction.id == transaction_id)
+        )
+        return found == status
+
+    return check
+
+
+async def push_retried(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(TransactionPush.retried_at)))
+
+
+def release(client: httpx.AsyncClient, service: Service) -> Awaitable[httpx.Response]:
+    body = {"date": service.sandbox.clock.today().isoformat(), "reason": "late posting"}
+    path = "/ops/customers/cus-1/accounts/acc-0/transactions/bank-1:release"
+    return ops("POST", path, json=body)(client, service)
+
+
+def on_the_push(action: str) -> Request:
+    async def send(client: httpx.AsyncClient, service: Service) -> httpx.Response:
+        async with service.sessions() as session:
+            push_id = await session.scalar(select(TransactionPush.id))
+        return await ops("POST", f"/ops/pushes/{push_id}:{action}")(client, service)
+
+    return send
+
+
+async def a_timed_out_push(service: Service) -> None:
+    await a_held_transaction(service)
+    async with service.sessions() as session:
+        await session.execute(update(TransactionPush).values(status="timed_out"))
+        await session.execute(
+            update(BankTransaction).where(BankTransaction.id == "bank-2").values(status="pushing")
+        )
+        await session.commit()
+
+
 CSV = "customer_id,name,country\ncus-1,Acme Plumbing LLC,US\n"
+TRANSACTION = {
+    "id": "bank-9", "date": "2020-01-02", "description": "Card", "amount": -1, "balance": 1,
+    "transactionType": "Debit",
+}  # fmt: skip
 ENDPOINT = {"url": "https://bank.test/hooks", "event_types": ["customer.connected"]}
 
 WRITE_ROUTES = [
@@ -332,6 +420,49 @@ WRITE_ROUTES = [
         redeliver,
         redelivery_queued,
     ),
+    WriteRoute(
+        "POST",
+        "/ops/customers/{customer_id}/accounts/{account_id}/transactions",
+        customer_with_accounts,
+        ops(
+            "POST",
+            "/ops/customers/cus-1/accounts/acc-0/transactions",
+            json={"transactions": [TRANSACTION]},
+        ),
+        transaction_status("bank-9", "pending"),
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/customers/{customer_id}/accounts/{account_id}/transactions:requeue",
+        a_held_transaction,
+        ops(
+            "POST",
+            "/ops/customers/cus-1/accounts/acc-0/transactions:requeue",
+            json={"ids": ["bank-1"]},
+        ),
+        transaction_status("bank-1", "pending"),
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/customers/{customer_id}/accounts/{account_id}/transactions/{transaction_id}:release",
+        a_held_transaction,
+        release,
+        transaction_status("bank-1", "pending"),
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/pushes/{push_id}:retry",
+        a_held_transaction,
+        on_the_push("retry"),
+        push_retried,
+    ),
+    WriteRoute(
+        "POST",
+        "/ops/pushes/{push_id}:landed",
+        a_timed_out_push,
+        on_the_push("landed"),
+        transaction_status("bank-2", "pushed"),
+    ),
     WriteRoute("POST", "/webhooks/codat", nothing, deliver, event_stored),
     WriteRoute("POST", "/console/sign-in", nothing, console_sign_in, signed_in_stored),
     WriteRoute(
@@ -360,6 +491,27 @@ WRITE_ROUTES = [
     ),
     WriteRoute(
         "POST",
+        "/console/customers/{customer_id}/accounts/{account_id}/close",
+        signed_in(with_bank_feed),
+        console("/console/customers/cus-1/accounts/acc-0/close", confirm="yes"),
+        account_closed,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/pushes/{push_id}/retry",
+        signed_in(a_held_transaction),
+        console("/console/customers/cus-1/pushes/{push_id}/retry"),
+        push_retried,
+    ),
+    WriteRoute(
+        "POST",
+        "/console/customers/{customer_id}/accounts/{account_id}/requeue",
+        signed_in(a_held_transaction),
+        console("/console/customers/cus-1/accounts/acc-0/requeue"),
+        transaction_status("bank-1", "pending"),
+    ),
+    WriteRoute(
+        "POST",
         "/console/events/{event_id}/retry",
         signed_in(a_handled_event),
         console("/console/events/{event_id}/retry"),
@@ -367,6 +519,13 @@ WRITE_ROUTES = [
     ),
     WriteRoute("GET", "/connect-bank-feeds", a_customer, click_link, click_stored),
     WriteRoute("POST", "/connect-bank-feeds", a_customer, click_form, click_stored),
+    WriteRoute(
+        "POST",
+        "/demo/customers/{customer_id}/transactions",
+        a_customer,
+        post_demo_transactions,
+        transactions_stored,
+    ),
 ]
 # Routes that write nothing, though their method could. (The demo host app keeps the events it
 # receives in memory, as a page of its own would.)

@@ -45,6 +45,8 @@ def codat(
     enabled: bool = True,
     integration: int = 200,
     consumers: list[dict[str, Any]] | None = None,
+    data_types: tuple[str, ...] | None = ("bankAccounts", "bankTransactions"),
+    features: list[dict[str, Any]] | None = None,
 ) -> Any:
     """A Codat that accepts `key`, says whether hcws is enabled and lists webhook consumers
     (by default one for the service's URL, taking every event type it handles)."""
@@ -63,7 +65,19 @@ def codat(
             )
         if request.url.path == "/integrations/hcws" and integration == 200:
             body = {"key": "hcws", "name": "QuickBooks Online Bank Feeds", "enabled": enabled}
+            if features is not None:
+                body["datatypeFeatures"] = features
             return httpx.Response(200, json={**body, "logoUrl": "https://x/y.svg"})
+        if request.url.path == "/profile/syncSettings" and data_types is None:
+            return httpx.Response(404, json={"statusCode": 404, "error": "Not Found"})
+        if request.url.path == "/profile/syncSettings":
+            settings = [
+                {"dataType": d, "fetchOnFirstLink": True, "syncSchedule": 24, "syncOrder": 0}
+                for d in data_types
+            ]
+            return httpx.Response(
+                200, json={"clientId": "c", "settings": settings, "overridesDefaults": False}
+            )
         return httpx.Response(integration, json={"statusCode": integration, "error": "no"})
 
     return httpx.MockTransport(handle)
@@ -89,10 +103,10 @@ def test_a_sandbox_deployment_passes(database_url: str, capsys: pytest.CaptureFi
     )
     found = asyncio.run(run_checks(settings))
     assert all(c.ok for c in found), [c.line() for c in found if not c.ok]
-    assert len(found) == 10
+    assert len(found) == 11
     assert report(found, print) == 0
     out = capsys.readouterr().out
-    assert out.count("✓") == 10 and "✗" not in out
+    assert out.count("✓") == 11 and "✗" not in out
     assert "Codat webhook consumer: http://127.0.0.1:8000/webhooks/codat receives all" in out
     assert "Codat API key (sandbox mode: no CODAT_API_KEY): the built-in sandbox accepts it" in out
     assert "'hcws': QuickBooks Online Bank Feeds is enabled" in out
@@ -195,6 +209,7 @@ def test_codat_key_refused(database_url: str) -> None:
     assert failed(found) == {
         "Codat API key",
         "Codat integration 'hcws'",
+        "Codat data type 'bankTransactions'",
         "Codat webhook consumer",
     }
     assert "refused the key, given as the raw API key (401)" in found["Codat API key"].detail
@@ -262,7 +277,8 @@ def test_database_not_migrated(database_url: str, tmp_path: Path) -> None:
         (
             [consumer(event_types=("connection.connected", "connection.disconnected"))],
             "does not receive bankFeeds.sourceAccount.connected, "
-            "bankFeeds.sourceAccount.disconnected, client.rateLimit.reached",
+            "bankFeeds.sourceAccount.disconnected, bankTransactions.write.successful, "
+            "bankTransactions.write.unsuccessful, client.rateLimit.reached",
         ),
         ([consumer(disabled=True)], "is disabled"),
         ([consumer(companyTags=["region:west"])], "only sends region:west"),
@@ -285,3 +301,52 @@ def test_the_closest_consumer_is_the_one_judged(database_url: str) -> None:
         database_url, codat(consumers=[partial, complete]), codat_api_key=SecretStr(REAL_KEY)
     )
     assert failed(found) == set()
+
+
+BANK_TRANSACTIONS = "Codat data type 'bankTransactions'"
+
+
+@pytest.mark.parametrize(
+    ("transport", "ok", "detail"),
+    [
+        (codat(data_types=("bankAccounts", "bankTransactions")), True, "enabled"),
+        (codat(data_types=("bankAccounts",)), False, "not in the data type settings"),
+        (
+            codat(
+                data_types=None,  # not readable: the integration's features decide
+                features=[
+                    {
+                        "datatype": "bankTransactions",
+                        "supportedFeatures": [
+                            {"featureType": "Post", "featureState": "NotSupported"}
+                        ],
+                    }
+                ],
+            ),
+            False,
+            "writes are NotSupported",
+        ),
+        (
+            codat(
+                data_types=None,
+                features=[
+                    {
+                        "datatype": "bankTransactions",
+                        "supportedFeatures": [{"featureType": "post", "featureState": "release"}],
+                    }
+                ],
+            ),
+            True,
+            "writes are release",
+        ),
+    ],
+)
+def test_the_bank_transactions_data_type_must_be_enabled(
+    database_url: str, transport: Any, ok: bool, detail: str
+) -> None:
+    found = checks(database_url, transport, codat_api_key=SecretStr(REAL_KEY))
+    check = found[BANK_TRANSACTIONS]
+    assert check.ok is ok and detail in check.detail
+    assert failed(found) == (set() if ok else {BANK_TRANSACTIONS})
+    if not ok:
+        assert "Settings > Data types" in (check.fix or "")

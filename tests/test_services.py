@@ -8,6 +8,7 @@ from app.bank_feeds.reconciler import Reconciler
 from app.events.worker import EventWorker
 from app.services import open_services
 from app.settings import Settings
+from app.transactions.push import PushJob
 from app.webhooks.worker import InboxWorker
 from tests.conftest import make_settings
 
@@ -20,7 +21,9 @@ async def test_background_jobs_follow_the_settings(tmp_path: Path) -> None:
             return [type(job.__self__) for job in services.background_jobs()]  # type: ignore[attr-defined]
 
     # the test settings turn the reconciler off
-    assert await jobs(settings) == [InboxWorker, EventWorker]
+    assert await jobs(settings) == [InboxWorker, PushJob, EventWorker]
     enabled = settings.model_copy(update={"reconciler_enabled": True})
-    assert await jobs(enabled) == [InboxWorker, Reconciler, EventWorker]
+    assert await jobs(enabled) == [InboxWorker, Reconciler, PushJob, EventWorker]
+    no_pushes = settings.model_copy(update={"transactions_push_enabled": False})
+    assert await jobs(no_pushes) == [InboxWorker, EventWorker]
     assert await jobs(enabled.model_copy(update={"background_workers": "off"})) == []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import PydanticCustomError
-from sqlalchemy import ColumnElement, Select, case, func, not_, select
+from sqlalchemy import ColumnElement, Select, case, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds.schemas import BankFeedPage, BankFeedRow, BankFeedSummaryCounts
@@ -20,7 +21,9 @@ from app.bank_feeds.statuses import (
     DISCONNECTED,
     NOT_PUSHED,
     PENDING,
+    UNKNOWN,
     account_status_sql,
+    account_waiting_sql,
     needs_action_sql,
 )
 from app.models import ID_PATTERN, BankFeed, Customer, SourceAccount
@@ -55,36 +58,76 @@ def decode_cursor(cursor: str | None) -> str | None:
     return value
 
 
-def _account_counts(only: Select[Any] | None = None) -> Any:
+def _account_counts(only: Select[Any]) -> Any:
+    """Each customer's accounts counted by status, for the customers `only` selects."""
     status = account_status_sql()
-    query = select(
-        SourceAccount.customer_id.label("customer_id"),
-        func.max(SourceAccount.updated_at).label("updated_at"),
-        *(func.sum(case((status == s, 1), else_=0)).label(s) for s in ACCOUNT_STATUSES),
-    )
-    if only is not None:
-        query = query.where(SourceAccount.customer_id.in_(only))
-    return query.group_by(SourceAccount.customer_id).subquery("account_counts")
-
-
-def _needs_counts(filters: BankFeedFilters) -> bool:
     return (
-        filters.has_disconnected_accounts is not None
-        or filters.needs_customer_action is not None
-        or filters.updated_since is not None
+        select(
+            SourceAccount.customer_id.label("customer_id"),
+            func.max(SourceAccount.updated_at).label("updated_at"),
+            *(func.sum(case((status == s, 1), else_=0)).label(s) for s in ACCOUNT_STATUSES),
+        )
+        .where(SourceAccount.customer_id.in_(only))
+        .group_by(SourceAccount.customer_id)
+        .subquery("account_counts")
     )
 
 
-def _filtered(filters: BankFeedFilters, only: Select[Any] | None = None) -> Select[Any]:
-    """One row per customer, account counts aggregated in SQL, filters applied.
+def _some_account(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(SourceAccount.customer_id == Customer.id, *conditions)
 
-    `only` limits the aggregation to some customers (a page of them), so a page costs the
-    same wherever it is in the list.
-    """
+
+def needs_action() -> ColumnElement[bool]:
+    """Whether the customer (a row of customers joined to their bank feed) must act."""
+    return needs_action_sql(_some_account(account_waiting_sql()))
+
+
+def _conditions(filters: BankFeedFilters) -> list[ColumnElement[bool]]:
+    """The filters, over a customer joined to their bank feed. Those on accounts ask whether
+    some account exists, so a page stops at its last row instead of counting everyone's."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.search:
+        text = filters.search
+        conditions.append(
+            Customer.id.startswith(text, autoescape=True)
+            | Customer.name.icontains(text, autoescape=True)
+        )
+    if filters.connection_status == "none":
+        conditions.append(BankFeed.connection_status.is_(None))
+    elif filters.connection_status is not None:
+        conditions.append(BankFeed.connection_status == filters.connection_status)
+    if filters.has_disconnected_accounts is not None:
+        has = _some_account(account_status_sql() == DISCONNECTED)
+        conditions.append(has if filters.has_disconnected_accounts else not_(has))
+    if filters.needs_customer_action is not None:
+        needs = needs_action()
+        conditions.append(needs if filters.needs_customer_action else not_(needs))
+    if filters.updated_since is not None:
+        since = filters.updated_since
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        conditions.append(
+            (Customer.updated_at >= since)
+            | (BankFeed.updated_at >= since)
+            | _some_account(SourceAccount.updated_at >= since)
+        )
+    return conditions
+
+
+def matching_customers(filters: BankFeedFilters) -> Select[Any]:
+    """The ids of the customers the filters match."""
+    return (
+        select(Customer.id)
+        .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
+        .where(*_conditions(filters))
+    )
+
+
+def _rows(only: Select[Any]) -> Select[Any]:
+    """One row per customer `only` selects (`BankFeedRow`'s columns), accounts counted in SQL."""
     counts = _account_counts(only)
     n = {s: func.coalesce(counts.c[s], 0) for s in ACCOUNT_STATUSES}
-    needs = needs_action_sql(n[NOT_PUSHED], n[PENDING])
-    query = (
+    needs = needs_action_sql(n[NOT_PUSHED] + n[PENDING] > 0)
+    return (
         select(
             Customer.id.label("customer_id"),
             Customer.name,
@@ -102,43 +145,8 @@ def _filtered(filters: BankFeedFilters, only: Select[Any] | None = None) -> Sele
         .select_from(Customer)
         .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
         .outerjoin(counts, counts.c.customer_id == Customer.id)
+        .where(Customer.id.in_(only))
     )
-    query = _status_filter(query, filters)
-    conditions: list[ColumnElement[bool]] = []
-    if filters.has_disconnected_accounts is not None:
-        has = n[DISCONNECTED] > 0
-        conditions.append(has if filters.has_disconnected_accounts else not_(has))
-    if filters.needs_customer_action is not None:
-        conditions.append(needs if filters.needs_customer_action else not_(needs))
-    if filters.updated_since is not None:
-        since = filters.updated_since
-        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
-        conditions.append(
-            (Customer.updated_at >= since)
-            | (BankFeed.updated_at >= since)
-            | (counts.c.updated_at >= since)
-        )
-    return query.where(*conditions) if conditions else query
-
-
-def _status_filter(query: Select[Any], filters: BankFeedFilters) -> Select[Any]:
-    """The filters on a customer and its feed row (the others need the account counts)."""
-    if filters.search:
-        text = filters.search
-        query = query.where(
-            Customer.id.startswith(text, autoescape=True)
-            | Customer.name.icontains(text, autoescape=True)
-        )
-    if filters.connection_status == "none":
-        return query.where(BankFeed.connection_status.is_(None))
-    if filters.connection_status is not None:
-        return query.where(BankFeed.connection_status == filters.connection_status)
-    return query
-
-
-def feed_rows(filters: BankFeedFilters) -> Select[Any]:
-    """Every matching customer's row (`BankFeedRow`'s columns), to aggregate over."""
-    return _filtered(filters)
 
 
 async def list_bank_feeds(
@@ -150,26 +158,15 @@ async def list_bank_feeds(
     summary: bool = True,
 ) -> BankFeedPage:
     """The page of customers after the customer id `after` (a decoded cursor)."""
+    matching = matching_customers(filters)
     # The summary covers every matching customer; it is the same on every page, so only the
     # first page carries it.
-    matching = _status_filter(
-        select(Customer.id).outerjoin(BankFeed, BankFeed.customer_id == Customer.id), filters
-    )
     counts = None
     if summary and after is None:
-        # A search or a status narrows the aggregation to the customers it matches.
-        narrowed = filters.search is not None or filters.connection_status is not None
-        counts = await _summary(session, _filtered(filters, matching if narrowed else None))
-    only = None
-    if not _needs_counts(filters):
-        only = matching
-        if after is not None:
-            only = only.where(Customer.id > after)
-        only = only.order_by(Customer.id).limit(limit + 1)
-    page = _filtered(filters, only).order_by(Customer.id).limit(limit + 1)
-    if after is not None:
-        page = page.where(Customer.id > after)
-    rows = (await session.execute(page)).mappings().all()
+        counts = await summarise(session, matching if _conditions(filters) else None)
+    page = matching if after is None else matching.where(Customer.id > after)
+    page = page.order_by(Customer.id).limit(limit + 1)
+    rows = (await session.execute(_rows(page).order_by(Customer.id))).mappings().all()
     items = [_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(items[-1].customer_id) if len(rows) > limit else None
     return BankFeedPage(items=items, next_cursor=next_cursor, summary=counts)
@@ -190,25 +187,61 @@ def _row(r: Any) -> BankFeedRow:
     )
 
 
-async def _summary(session: AsyncSession, query: Select[Any]) -> BankFeedSummaryCounts:
-    rows = query.subquery("rows")
-    result = await session.execute(
-        select(
-            rows.c.connection_status,
-            func.count(),
-            func.coalesce(func.sum(rows.c[CONNECTED]), 0),
-            func.coalesce(func.sum(rows.c.needs_action), 0),
-        ).group_by(rows.c.connection_status)
+def _by_connection_status(matching: Select[Any] | None) -> Select[Any]:
+    columns = [
+        BankFeed.connection_status,
+        func.count(),
+        func.sum(case((needs_action(), 1), else_=0)),
+    ]
+    query = (
+        select(*columns)
+        .select_from(Customer)
+        .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
+        .group_by(BankFeed.connection_status)
     )
+    return query if matching is None else query.where(Customer.id.in_(matching))
+
+
+def _tally(rows: Iterable[Any]) -> tuple[dict[str, int], int]:
     by_status: dict[str, int] = {}
-    connected = needs = 0
-    for status, customers, connected_accounts, needing in result:
-        by_status[status or "none"] = by_status.get(status or "none", 0) + customers
-        connected += int(connected_accounts)
-        needs += int(needing)
+    needs = 0
+    for name, customers, needing, *_ in rows:
+        by_status[name or "none"] = by_status.get(name or "none", 0) + customers
+        needs += int(needing or 0)
+    return by_status, needs
+
+
+async def connection_status_counts(session: AsyncSession) -> tuple[dict[str, int], int]:
+    """Every customer by connection status (`none`: no connection yet), and how many of them
+    must act."""
+    return _tally(await session.execute(_by_connection_status(None)))
+
+
+async def account_status_counts(
+    session: AsyncSession, matching: Select[Any] | None = None
+) -> dict[str, int]:
+    """The accounts (of the matching customers, or of everyone) by status."""
+    status = account_status_sql().label("status")
+    query = select(status, func.count()).group_by(status)
+    if matching is not None:
+        query = query.where(SourceAccount.customer_id.in_(matching))
+    counts: dict[str, int] = dict.fromkeys(ACCOUNT_STATUSES, 0)
+    for name, count in await session.execute(query):
+        counts[name if name in counts else UNKNOWN] += int(count)
+    return counts
+
+
+async def summarise(session: AsyncSession, matching: Select[Any] | None) -> BankFeedSummaryCounts:
+    """The counts over the customers `matching` selects, or everyone's, in one query."""
+    connected = select(func.count()).where(account_status_sql() == CONNECTED)
+    if matching is not None:
+        connected = connected.where(SourceAccount.customer_id.in_(matching))
+    query = _by_connection_status(matching).add_columns(connected.scalar_subquery())
+    rows = (await session.execute(query)).all()
+    by_status, needs = _tally(rows)
     return BankFeedSummaryCounts(
         total_customers=sum(by_status.values()),
         by_connection_status=by_status,
-        connected_accounts=connected,
+        connected_accounts=int(rows[0][3]) if rows else 0,
         needs_customer_action=needs,
     )

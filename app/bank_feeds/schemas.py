@@ -3,11 +3,13 @@ the list of feeds, a sync's report."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds.statuses import AccountStatus, ConnectionStatus, account_status
 from app.bank_feeds.sync import in_sync
@@ -121,6 +123,33 @@ class ConnectionHistoryItem(BaseModel):
     replaced_at: datetime | None
 
 
+class LastPush(BaseModel):
+    id: int
+    status: str
+    transaction_count: int
+    requested_at: datetime
+    completed_at: datetime | None
+
+
+class TransactionFeedOut(BaseModel):
+    """An account's transaction feed: what QuickBooks has, what waits, what needs someone."""
+
+    account_id: str
+    last_pushed_date: date | None
+    last_pushed_balance: Money | None
+    counts: dict[str, int] = Field(description="Transactions by status.")
+    last_push: LastPush | None
+    needs_action: list[Reason]
+
+
+# What the transaction feed says of a customer's accounts (`app/services.py` hands it in).
+TransactionFeeds = Callable[[AsyncSession, str], Awaitable[list[TransactionFeedOut]]]
+
+
+async def no_transaction_feeds(session: AsyncSession, customer_id: str) -> list[TransactionFeedOut]:
+    return []
+
+
 class BankFeedStatus(BaseModel):
     customer_id: str
     company_id: str | None
@@ -136,6 +165,9 @@ class BankFeedStatus(BaseModel):
     connected_count: int
     needs_customer_action: bool
     reasons: list[Reason]
+    transaction_feeds: list[TransactionFeedOut] = Field(
+        default_factory=list, description="Per account with transactions."
+    )
 
 
 class BankFeedRow(BaseModel):

@@ -4,7 +4,7 @@ writes is committed before it returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +18,8 @@ from app.bank_feeds.schemas import (
     ConnectionHistoryItem,
     Reason,
     SyncOut,
+    TransactionFeeds,
+    no_transaction_feeds,
 )
 from app.bank_feeds.statuses import (
     CONNECTED,
@@ -39,6 +41,7 @@ class BankFeedService:
     codat: CodatClient
     budget: float  # seconds for one request's Codat calls, retries included
     announce: Announce  # stores the host app's events for what a refresh or a push changed
+    transaction_feeds: TransactionFeeds = field(default=no_transaction_feeds)
 
     async def status(self, customer_id: str, *, refresh: bool = False) -> BankFeedStatus:
         """What our database knows of the customer's bank feed; with `refresh`, read from
@@ -53,7 +56,9 @@ class BankFeedService:
                     )
                 await session.commit()
                 refreshed = result.refreshed
-            return await _status(session, customer_id, refreshed)
+            status = await _status(session, customer_id, refreshed)
+            status.transaction_feeds = await self.transaction_feeds(session, customer_id)
+            return status
 
     async def sync(self, customer_id: str) -> SyncOut:
         """Push pending local changes; the rows keep what Codat confirmed even if a call fails."""

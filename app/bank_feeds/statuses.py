@@ -9,7 +9,7 @@ names, and the ops API's schemas list these values.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from sqlalchemy import ColumnElement, and_, case, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,6 +76,14 @@ def account_status_sql() -> ColumnElement[str]:
     )
 
 
+def account_waiting_sql() -> ColumnElement[bool]:
+    """`account_status_sql()` is `not_pushed` or `pending`, in a form indexes can serve."""
+    return and_(
+        SourceAccount.closed_at.is_(None),
+        or_(SourceAccount.pushed_at.is_(None), SourceAccount.codat_status == PENDING),
+    )
+
+
 def count_statuses(statuses: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = dict.fromkeys(ACCOUNT_STATUSES, 0)
     for status in statuses:
@@ -112,11 +120,12 @@ def customer_action_reasons(
     return reasons
 
 
-def needs_action_sql(not_pushed: Any, pending: Any) -> ColumnElement[bool]:
-    """`customer_action_reasons(...) != []` over a bank-feed row joined to account counts."""
+def needs_action_sql(accounts_waiting: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`customer_action_reasons(...) != []` over a bank-feed row; `accounts_waiting`: some
+    account of the customer is `not_pushed` or `pending`."""
     return or_(
         BankFeed.connection_id.is_(None),
         BankFeed.connection_status.is_(None),
         BankFeed.connection_status.in_(ACTION_CONNECTION_STATUSES),
-        and_(BankFeed.connection_status == LINKED, not_pushed + pending > 0),
+        and_(BankFeed.connection_status == LINKED, accounts_waiting),
     )

@@ -47,9 +47,11 @@ from app.codat.models import (
     SourceAccount,
     SourceAccountCreate,
     SourceAccountUpdate,
+    SyncSettings,
     datetime_or_none,
     wire,
 )
+from app.codat.transactions import PushOperation
 from app.codat.webhook_consumers import (
     WebhookConsumer,
     WebhookConsumerCreate,
@@ -204,6 +206,7 @@ class CodatClient:
         path: str,
         *,
         json: Any = None,
+        content: str | None = None,
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
@@ -216,14 +219,18 @@ class CodatClient:
         """
         write = method in WRITE_METHODS
         headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()} if write else {}
+        body: Any = {"json": json}
+        if content is not None:  # JSON text written by the caller, sent byte for byte
+            body = {"content": content.encode()}
+            headers["Content-Type"] = "application/json"
         async with self._slots.hold(path):
-            return await self._attempts(method, path, json, params, headers, write)
+            return await self._attempts(method, path, body, params, headers, write)
 
     async def _attempts(
         self,
         method: str,
         path: str,
-        json: Any,
+        body: dict[str, Any],
         params: dict[str, Any] | None,
         headers: dict[str, str],
         write: bool,
@@ -238,7 +245,7 @@ class CodatClient:
                 response = await self._http.request(
                     method,
                     path,
-                    json=json,
+                    **body,
                     params=params,
                     headers=headers,
                     timeout=httpx.Timeout(
@@ -487,6 +494,40 @@ class CodatClient:
         """Every QuickBooks credential issued for the connection stops working."""
         await self._request("DELETE", self._accounts(company_id, connection_id) + "/credentials")
 
+    # --- bank transactions and push operations -------------------------------------------
+
+    async def create_bank_transactions(
+        self,
+        company_id: str,
+        connection_id: str,
+        account_id: str,
+        body: str,
+        *,
+        idempotency_key: str,
+    ) -> PushOperation:
+        """Write transactions to one source account: `body` is `exact_json` of a
+        `BankTransactionsCreate`, sent as it is (Codat answers with the push operation)."""
+        path = (
+            f"{self._connections(company_id)}/{_seg(connection_id)}"
+            f"/push/bankAccounts/{_seg(account_id)}/bankTransactions"
+        )
+        return await self._call(
+            PushOperation, "POST", path, content=body, idempotency_key=idempotency_key
+        )
+
+    async def get_push_operation(self, company_id: str, push_operation_key: str) -> PushOperation:
+        path = f"/companies/{_seg(company_id)}/push/{_seg(push_operation_key)}"
+        return await self._call(PushOperation, "GET", path)
+
+    async def list_push_operations(
+        self, company_id: str, *, page: int = 1, page_size: int = 100
+    ) -> Page[PushOperation]:
+        """The company's push history, newest first."""
+        params = {"page": page, "pageSize": page_size, "orderBy": "-requestedOnUtc"}
+        return await self._call(
+            Page[PushOperation], "GET", f"/companies/{_seg(company_id)}/push", params=params
+        )
+
     # --- webhook consumers (Platform API) ------------------------------------------------
 
     async def list_webhook_consumers(self) -> list[WebhookConsumer]:
@@ -504,6 +545,10 @@ class CodatClient:
 
     async def get_integration(self, platform_key: str = PLATFORM_KEY_QBO_BANK_FEEDS) -> Integration:
         return await self._call(Integration, "GET", f"/integrations/{_seg(platform_key)}")
+
+    async def get_sync_settings(self) -> SyncSettings:
+        """The client's data type settings (the Portal's Settings > Data types)."""
+        return await self._call(SyncSettings, "GET", "/profile/syncSettings")
 
 
 class InProcess(httpx.AsyncBaseTransport):

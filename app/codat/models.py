@@ -204,11 +204,47 @@ class BatchItem(Lenient):
         return item
 
 
+class SupportedFeature(Lenient):
+    feature_type: OptionalStr = Field(default=None, alias="featureType")
+    feature_state: OptionalStr = Field(default=None, alias="featureState")
+
+
+def _list_of_objects(value: Any) -> Any:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+class DataTypeFeature(Lenient):
+    # The spec requires `datatype` (its own typo) for the property it names `dataType`.
+    data_type: OptionalStr = Field(default=None, alias="dataType")
+    datatype: OptionalStr = None
+    supported_features: Annotated[list[SupportedFeature], BeforeValidator(_list_of_objects)] = (
+        Field(default=[], alias="supportedFeatures")
+    )
+
+    @property
+    def name(self) -> str | None:
+        return self.data_type or self.datatype
+
+
 class Integration(Lenient):
     key: OptionalStr = None
     name: OptionalStr = None
     enabled: Annotated[bool, BeforeValidator(lambda v: v is True)] = False
     source_type: OptionalStr = Field(default=None, alias="sourceType")
+    datatype_features: Annotated[list[DataTypeFeature], BeforeValidator(_list_of_objects)] = Field(
+        default=[], alias="datatypeFeatures"
+    )
+
+    def feature(self, data_type: str) -> DataTypeFeature | None:
+        return next((f for f in self.datatype_features if f.name == data_type), None)
+
+
+class SyncSetting(Lenient):
+    data_type: OptionalStr = Field(default=None, alias="dataType")
+
+
+class SyncSettings(Lenient):
+    settings: Annotated[list[SyncSetting], BeforeValidator(_list_of_objects)] = []
 
 
 class Page(Lenient, Generic[T]):

@@ -17,7 +17,14 @@ from pydantic import Field, TypeAdapter, ValidationError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from app.codat.models import CodatDateTime, Connection, Lenient, LenientStr, SourceAccount
+from app.codat.models import (
+    CodatDateTime,
+    Connection,
+    Lenient,
+    LenientStr,
+    OptionalStr,
+    SourceAccount,
+)
 
 MAX_EVENT_TYPE = 100
 MAX_WEBHOOK_ID = 128
@@ -249,3 +256,18 @@ class RateLimitPayload(Lenient):
     daily_quota: int | None = Field(default=None, alias="dailyQuota")
     quota_remaining: int | None = Field(default=None, alias="quotaRemaining")
     expiry_date: CodatDateTime | None = Field(default=None, alias="expiryDate")
+
+
+class WritePayload(Lenient):
+    """{dataType}.write.successful / unsuccessful: `id` is the push operation's key."""
+
+    id: LenientStr
+    reference_company: CompanyReference | None = Field(default=None, alias="referenceCompany")
+    connection_id: OptionalStr = Field(default=None, alias="connectionId")
+    status: OptionalStr = None  # Pending, Failed, Success, TimedOut
+    type: OptionalStr = None
+    completed_date: CodatDateTime | None = Field(default=None, alias="completedDate")
+
+    @property
+    def company_id(self) -> str | None:
+        return self.reference_company.id if self.reference_company else None

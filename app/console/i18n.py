@@ -63,7 +63,10 @@ TEXT: dict[str, dict[str, str]] = {
         "held_pushes": "Held",
         "stale_pushes": "Stale",
         "quota": "Codat quota today",
-        "quota_used": "{used} of {share} calls used today ({percent}%).",
+        "quota_used": "Background work: {used} of its {share} calls used today ({percent}%).",
+        "quota_all": "All calls: {used} of today's {limit}, as Codat counts them.",
+        "quota_all_unknown": "All calls: today's limit is {limit}; Codat has not said yet how "
+        "many are left.",
         # customers
         "customers_title": "Customers",
         "filters": "Filters",
@@ -154,6 +157,18 @@ TEXT: dict[str, dict[str, str]] = {
         "unlinked": "Unlinked in Codat: QuickBooks no longer receives this bank feed.",
         "unlink_none": "Nothing was unlinked: the connection was not linked in Codat.",
         "purged": "The customer was deleted in Codat and here.",
+        # close one account
+        "close_title": "Close account {account} of {name}",
+        "close_codat": "In Codat: source account {account} of connection {connection} is "
+        "marked disconnected, for good (the only status change Codat allows). QuickBooks stops "
+        "receiving its transactions.",
+        "close_here": "Here: the account stays, shown as closed. Its other accounts are not "
+        "touched.",
+        "close_confirm": "Close in Codat",
+        "closed_done": "The account was closed in Codat.",
+        "push_retried": "The failed push's transactions are queued to be sent again.",
+        "requeued": "The held and rejected transactions are queued again; QuickBooks' rules "
+        "apply to them again.",
         # events
         "events_title": "Webhook events",
         "event_type": "Event type",
@@ -250,7 +265,11 @@ TEXT: dict[str, dict[str, str]] = {
         "held_pushes": "Retenus",
         "stale_pushes": "En retard",
         "quota": "Quota Codat aujourd'hui",
-        "quota_used": "{used} appels utilisés sur {share} aujourd'hui ({percent} %).",
+        "quota_used": "Tâches de fond : {used} appels utilisés sur leurs {share} aujourd'hui "
+        "({percent} %).",
+        "quota_all": "Tous les appels : {used} sur les {limit} du jour, selon Codat.",
+        "quota_all_unknown": "Tous les appels : la limite du jour est {limit} ; Codat n'a pas "
+        "encore dit combien il en reste.",
         "customers_title": "Clients",
         "filters": "Filtres",
         "search": "Rechercher par identifiant ou nom du client",
@@ -339,6 +358,18 @@ TEXT: dict[str, dict[str, str]] = {
         "unlinked": "Délié chez Codat : QuickBooks ne reçoit plus ce flux bancaire.",
         "unlink_none": "Rien n'a été délié : la connexion n'était pas liée chez Codat.",
         "purged": "Le client a été supprimé chez Codat et ici.",
+        # close one account
+        "close_title": "Fermer le compte {account} de {name}",
+        "close_codat": "Chez Codat : le compte source {account} de la connexion {connection} "
+        "est marqué déconnecté, pour de bon (le seul changement de statut que Codat permet). "
+        "QuickBooks ne reçoit plus ses opérations.",
+        "close_here": "Ici : le compte reste, affiché comme fermé. Les autres comptes ne "
+        "changent pas.",
+        "close_confirm": "Fermer chez Codat",
+        "closed_done": "Le compte a été fermé chez Codat.",
+        "push_retried": "Les opérations de l'envoi en échec seront renvoyées.",
+        "requeued": "Les opérations retenues ou refusées sont remises en file ; les règles de "
+        "QuickBooks s'appliquent à nouveau.",
         "events_title": "Événements webhook",
         "event_type": "Type d'événement",
         "event": "Événement",
@@ -406,6 +437,9 @@ LABELS: dict[str, dict[str, str]] = {
         "offboard_unlink": "Offboard: unlink",
         "offboard_purge": "Offboard: delete everything",
         "retry_event": "Retry a webhook event",
+        "close_account": "Close the account",
+        "retry_push": "Retry a failed push",
+        "requeue_transactions": "Requeue held transactions",
     },
     "fr": {
         "none": "Pas encore de connexion",
@@ -434,6 +468,9 @@ LABELS: dict[str, dict[str, str]] = {
         "offboard_unlink": "Retrait : déliaison",
         "offboard_purge": "Retrait : tout supprimer",
         "retry_event": "Nouvel essai d'un événement webhook",
+        "close_account": "Fermer le compte",
+        "retry_push": "Nouvel envoi d'un envoi en échec",
+        "requeue_transactions": "Remise en file d'opérations retenues",
     },
 }
 

@@ -12,9 +12,14 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bank_feeds.listing import BankFeedFilters, feed_rows, list_bank_feeds
+from app.bank_feeds.listing import (
+    BankFeedFilters,
+    account_status_counts,
+    connection_status_counts,
+    list_bank_feeds,
+)
 from app.bank_feeds.schemas import BankFeedRow
-from app.bank_feeds.statuses import ACCOUNT_STATUSES, CONNECTION_STATUSES
+from app.bank_feeds.statuses import CONNECTION_STATUSES
 from app.models import BankFeed, BankFeedConnection, CodatEvent
 
 T = TypeVar("T")
@@ -46,26 +51,11 @@ class DailyCounts:
 
 
 async def fleet_counts(session: AsyncSession) -> FleetCounts:
-    """Every customer's row aggregated once: by connection status, by account status, and how
-    many must act (the rule of `bank_feeds.statuses`)."""
-    rows = feed_rows(BankFeedFilters()).subquery("rows")
-    result = await session.execute(
-        select(
-            rows.c.connection_status,
-            func.count(),
-            func.coalesce(func.sum(rows.c.needs_action), 0),
-            *(func.coalesce(func.sum(rows.c[s]), 0) for s in ACCOUNT_STATUSES),
-        ).group_by(rows.c.connection_status)
-    )
-    by_connection = dict.fromkeys([*CONNECTION_STATUSES, "none"], 0)
-    by_account: dict[str, int] = dict.fromkeys(ACCOUNT_STATUSES, 0)
-    needs = 0
-    for status, customers, needing, *accounts in result:
-        key = status or "none"
-        by_connection[key] = by_connection.get(key, 0) + customers
-        needs += int(needing)
-        for name, count in zip(ACCOUNT_STATUSES, accounts, strict=True):
-            by_account[name] += int(count)
+    """Every customer by connection status, every account by status, and how many customers
+    must act (the rule of `bank_feeds.statuses`)."""
+    counted, needs = await connection_status_counts(session)
+    by_connection = dict.fromkeys([*CONNECTION_STATUSES, "none"], 0) | counted
+    by_account = await account_status_counts(session)
     return FleetCounts(sum(by_connection.values()), by_connection, by_account, needs)
 
 

@@ -34,10 +34,11 @@ from app.console.chart import bar_chart
 from app.console.views import PREFIX, STATIC_DIR, View
 from app.customers.schemas import CustomerOut
 from app.customers.service import CustomerService
-from app.deps import SessionDep, provided
+from app.deps import SessionDep, SettingsDep, provided
 from app.errors import CustomerNotFound, DomainError
 from app.models import ID_PATTERN
 from app.settings import Settings
+from app.transactions.service import TransactionService
 from app.webhooks.inbox import EventStatus
 from app.webhooks.service import WebhookService
 
@@ -46,6 +47,7 @@ BankFeedsDep = Annotated[BankFeedService, provided(BankFeedService)]
 CustomersDep = Annotated[CustomerService, provided(CustomerService)]
 ConnectDep = Annotated[ConnectService, provided(ConnectService)]
 WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
+TransactionsDep = Annotated[TransactionService, provided(TransactionService)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], provided(async_sessionmaker)]
 
 PAGE_SIZE = 50
@@ -53,7 +55,17 @@ RECENT_EVENTS = 10
 CONNECT_LINK_LIFETIME = timedelta(minutes=15)
 EVENT_STATUSES: tuple[EventStatus, ...] = get_args(EventStatus)
 RETRYABLE = ("failed", "unmatched")
-NOTICES = {"refreshed", "refreshed_nothing", "unlinked", "unlink_none", "purged", "retried"}
+NOTICES = {
+    "refreshed",
+    "refreshed_nothing",
+    "unlinked",
+    "unlink_none",
+    "purged",
+    "retried",
+    "closed_done",
+    "push_retried",
+    "requeued",
+}
 
 
 def mount_console(app: FastAPI, settings: Settings) -> None:
@@ -71,7 +83,9 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def overview(view: SignedIn, session: SessionDep, sessions: SessionsDep) -> Response:
+async def overview(
+    view: SignedIn, session: SessionDep, sessions: SessionsDep, settings: SettingsDep
+) -> Response:
     counts, needing = await queries.fleet_and_needing(sessions)
     days = queries.chart_days(view.console.now().date())
     daily = await queries.connections_per_day(session, days)
@@ -90,7 +104,9 @@ async def overview(view: SignedIn, session: SessionDep, sessions: SessionsDep) -
         pushed=pushed,
         pushed_chart=bar_chart(days, [pushed]) if pushed is not None else None,
         push_problems=await extensions.push_problems(session),
-        quota=await extensions.codat_quota_today(session),
+        quota=await extensions.codat_quota_today(
+            session, view.console.now(), settings.reconciler_quota_share
+        ),
     )
 
 
@@ -197,6 +213,7 @@ async def customer_page(
     events = await webhooks.events(None, None, RECENT_EVENTS, customer_id=customer_id)
     notice = params_notice(view)
     counts = {"not_pushed": feed.counts[NOT_PUSHED], "pending": feed.counts[PENDING]}
+    transaction_feeds = {f.account_id: f for f in feed.transaction_feeds}
     return view.render(
         "customer.html",
         title=customer.name,
@@ -204,7 +221,10 @@ async def customer_page(
         customer=customer,
         feed=feed,
         reasons=[i18n.reason(view.lang, r.code, r.message, counts) for r in feed.reasons],
-        accounts=[(a, extensions.account_actions(a)) for a in feed.accounts],
+        accounts=[
+            (a, extensions.account_actions(customer_id, a, transaction_feeds.get(a.id)))
+            for a in feed.accounts
+        ],
         events=events,
         transactions=await extensions.customer_transactions(session, customer_id),
         notice=notice,
@@ -292,6 +312,86 @@ def _offboard_form(
         unlinkable=unlinkable,
         **extra,
     )
+
+
+@router.post("/customers/{customer_id}/accounts/{account_id}/close", response_class=HTMLResponse)
+async def close_account(
+    customer_id: str,
+    account_id: str,
+    view: Checked,
+    customers: CustomersDep,
+    bank_feeds: BankFeedsDep,
+    confirm: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Without `confirm=yes`: what closing does in Codat, and the button that does it."""
+    back = f"{PREFIX}/customers/{customer_id}"
+    if _customer_id(customer_id) is None or _customer_id(account_id) is None:
+        return view.customer_not_found(customer_id)
+    if confirm != "yes":
+        found = await _customer(view, customer_id, customers, bank_feeds)
+        if isinstance(found, Response):
+            return found
+        customer, feed = found
+        account = next((a for a in feed.accounts if a.id == account_id), None)
+        if account is None:
+            return view.customer_not_found(customer_id)
+        return view.render(
+            "close_account.html",
+            title=view.t["close_title"].format(account=account.accountName, name=customer.name),
+            section="customers",
+            customer=customer,
+            feed=feed,
+            account=account,
+        )
+    assert view.who is not None
+    try:
+        async with view.console.audited(
+            view.who, "close_account", customer_id, view.remote
+        ) as entry:
+            await customers.close_account(customer_id, account_id)
+            entry.detail = f"account {account_id} closed in Codat"
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "close_account"), back)
+    return view.redirect(f"{back}?done=closed_done")
+
+
+@router.post("/customers/{customer_id}/pushes/{push_id}/retry")
+async def retry_push(
+    customer_id: str, push_id: str, view: Checked, transactions: TransactionsDep
+) -> Response:
+    """A failed push's transactions sent again, as `POST /ops/pushes/{id}:retry` does."""
+    back = f"{PREFIX}/customers/{customer_id}"
+    number = _int(push_id)
+    if _customer_id(customer_id) is None or number is None:
+        return view.customer_not_found(customer_id)
+    assert view.who is not None
+    try:
+        async with view.console.audited(view.who, "retry_push", customer_id, view.remote) as entry:
+            push = await transactions.retry(number, customer_id=customer_id)
+            entry.detail = f"push {push.id} of account {push.account_id}"
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "retry_push"), back)
+    return view.redirect(f"{back}?done=push_retried")
+
+
+@router.post("/customers/{customer_id}/accounts/{account_id}/requeue")
+async def requeue_transactions(
+    customer_id: str, account_id: str, view: Checked, transactions: TransactionsDep
+) -> Response:
+    """Every held or rejected transaction of the account back to pending, after a fix."""
+    back = f"{PREFIX}/customers/{customer_id}"
+    if _customer_id(customer_id) is None or _customer_id(account_id) is None:
+        return view.customer_not_found(customer_id)
+    assert view.who is not None
+    try:
+        async with view.console.audited(
+            view.who, "requeue_transactions", customer_id, view.remote
+        ) as entry:
+            result = await transactions.requeue(customer_id, account_id, None)
+            entry.detail = f"{len(result.requeued)} transaction(s) of account {account_id}"
+    except DomainError as exc:
+        return view.failure(exc, i18n.label(view.lang, "requeue_transactions"), back)
+    return view.redirect(f"{back}?done=requeued")
 
 
 @router.post("/customers/{customer_id}/offboard")

@@ -16,6 +16,7 @@ from app.sandbox.emulator import sandbox_of
 from app.sandbox.errors import CodatError
 from app.sandbox.faults import FaultConfig, FaultInjector
 from app.sandbox.validation import parse_json
+from app.sandbox.wire import ledger_json
 
 router = APIRouter(prefix="/_sandbox")
 
@@ -64,6 +65,34 @@ async def advance_clock(request: Request) -> JSONResponse:
     now = sandbox.clock.advance(timedelta(seconds=float(seconds)))
     sandbox.settle()
     return JSONResponse({"now": now.isoformat()})
+
+
+@router.get("/ledger")
+async def ledger(request: Request) -> JSONResponse:
+    """Every bank transaction id each account was sent, how often, and which write took it.
+
+    `?companyId=` and `?accountId=` narrow it down.
+    """
+    wanted_company = request.query_params.get("companyId")
+    wanted_account = request.query_params.get("accountId")
+    accounts = [
+        ledger_json(company.id, connection.id, account)
+        for company in sandbox_of(request).store.companies.values()
+        if wanted_company in (None, company.id)
+        for connection in company.connections.values()
+        for account in connection.source_accounts.values()
+        if wanted_account in (None, account.id)
+    ]
+    return JSONResponse({"accounts": accounts})
+
+
+@router.post("/writes/settle")
+async def settle_writes(request: Request) -> JSONResponse:
+    """Settle every Pending bank transaction write now, whatever its delay."""
+    sandbox = sandbox_of(request)
+    pending = sandbox.writes.pending
+    sandbox.settle(all_writes=True)
+    return JSONResponse({"settled": pending - sandbox.writes.pending})
 
 
 @router.get("/faults")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.sandbox import admin, api, link, qbo, source_accounts, webhook_consumers
+from app.sandbox import admin, api, link, push, qbo, source_accounts, webhook_consumers
 from app.sandbox.config import SandboxConfig
 from app.sandbox.emulator import Sandbox
 from app.sandbox.errors import CodatError, FieldError, error_response
@@ -142,7 +142,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.sandbox = sandbox
-    codat_routers = (api.router, source_accounts.router, webhook_consumers.router)
+    codat_routers = (api.router, source_accounts.router, push.router, webhook_consumers.router)
     for router in (*codat_routers, admin.router, link.router, qbo.router):
         app.include_router(router)
     codat_routes = [route for router in codat_routers for route in router.routes]

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-secret", default=_env("WEBHOOK_SECRET"))
     parser.add_argument("--return-url", default=_env("RETURN_URL"))
     parser.add_argument(
+        "--push-delay",
+        type=float,
+        default=_env("PUSH_DELAY_SECONDS"),
+        help="seconds a bank transaction write stays Pending before it settles",
+    )
+    parser.add_argument(
         "--disconnect-delay",
         type=float,
         default=_env("DISCONNECT_DELAY_SECONDS"),
@@ -57,6 +63,12 @@ def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
         type=float,
         default=1.0,
         help="Codat works on after a timeout; its retry gets 409 meanwhile",
+    )
+    faults.add_argument(
+        "--push-timeout-rate",
+        type=float,
+        default=0.0,
+        help="bank transaction writes that end TimedOut (they still land)",
     )
     faults.add_argument("--drop-rate", type=float, default=0.0, help="closed, nothing done")
     faults.add_argument(
@@ -97,6 +109,8 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
     chosen = {f.name: getattr(args, f.name) for f in dataclasses.fields(FaultConfig)}
     faults = FaultConfig(**{**chosen, "status_rates": dict(chosen["status_rates"])})
     optional: dict[str, Any] = {}
+    if args.push_delay is not None:
+        optional["push_delay"] = timedelta(seconds=float(args.push_delay))
     if args.disconnect_delay is not None:
         optional["disconnect_delay"] = timedelta(seconds=float(args.disconnect_delay))
     return SandboxConfig(

@@ -38,6 +38,8 @@ class SandboxConfig:
     # Codat takes 10 days to mark a source account disconnected; the sandbox compresses it.
     disconnect_delay: timedelta = timedelta(seconds=20)
     return_url: str | None = None
+    # How long Codat takes to process a create-bank-transactions write (Pending until then).
+    push_delay: timedelta = timedelta(seconds=1)
     webhook_transport: httpx.AsyncBaseTransport | None = None
     webhook_retry_delays: tuple[float, ...] = (0.2, 1.0, 5.0, 15.0)
     # As Svix allows: each message is held a random 0..webhook_max_delay seconds, so they
@@ -76,6 +78,8 @@ class SandboxConfig:
             _require_http_url("return_url", self.return_url)
         if self.disconnect_delay < timedelta(0):
             raise ValueError("SandboxConfig.disconnect_delay must not be negative")
+        if self.push_delay < timedelta(0):
+            raise ValueError("SandboxConfig.push_delay must not be negative")
         if any(delay < 0 for delay in self.webhook_retry_delays):
             raise ValueError("SandboxConfig.webhook_retry_delays must not be negative")
         if self.webhook_max_delay < 0:

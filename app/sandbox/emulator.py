@@ -16,6 +16,7 @@ from app.sandbox.store import SandboxStore
 from app.sandbox.webhook_consumers import WebhookConsumers
 from app.sandbox.webhooks import WebhookEmitter
 from app.sandbox.wire import Json
+from app.sandbox.writes import BankTransactionWrites
 
 
 class Sandbox:
@@ -29,6 +30,9 @@ class Sandbox:
         self.webhook_consumers = WebhookConsumers.configured(config.webhook_url)
         self.store = SandboxStore(self.clock, config.base_url, self._emit)
         self.bank_feeds = BankFeeds(self.store, config.disconnect_delay, self._settle_at)
+        self.writes = BankTransactionWrites(
+            self.store, config.push_delay, self._emit, self._settle_at
+        )
         self.calls: list[ApiCall] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: datetime | None = None
@@ -43,9 +47,13 @@ class Sandbox:
     def reset_calls(self) -> None:
         self.calls.clear()
 
-    def settle(self) -> None:
-        """Catch up with the clock: apply disconnections whose delay has passed."""
-        next_due = self.bank_feeds.settle()
+    def settle(self, *, all_writes: bool = False) -> None:
+        """Catch up with the clock: apply disconnections and settle writes whose time has come.
+
+        `all_writes` settles every Pending write now, whatever its delay (a test's knob).
+        """
+        due = [self.bank_feeds.settle(), self.writes.settle(everything=all_writes)]
+        next_due = min((d for d in due if d is not None), default=None)
         if next_due is not None:
             self._settle_at(next_due)
 
@@ -56,7 +64,7 @@ class Sandbox:
         )
 
     def _settle_at(self, due: datetime) -> None:
-        # One timer, for the earliest disconnection, on top of the lazy catch-up on each
+        # One timer, for the earliest disconnection or write, on top of the lazy catch-up on each
         # request, so webhooks fire even when nobody calls; settle() sets the next one.
         try:
             loop = asyncio.get_running_loop()

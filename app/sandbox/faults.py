@@ -71,6 +71,8 @@ class FaultConfig:
     timeout_rate: float = 0.0
     drop_rate: float = 0.0  # closed at once, unanswered; nothing done
     lost_response_rate: float = 0.0  # the handler runs, then the connection closes unanswered
+    # Create-bank-transactions writes that end TimedOut (they still land, as Codat's may).
+    push_timeout_rate: float = 0.0
     latency_ms: float = 0.0  # added to every matching request...
     jitter_ms: float = 0.0  # ...plus a uniform random 0..jitter_ms
     methods: tuple[str, ...] = ()  # faults only for these methods; empty: all
@@ -95,7 +97,7 @@ class FaultConfig:
                 allowed = ", ".join(str(s) for s in sorted(INJECTABLE_STATUSES))
                 raise ValueError(f"status_rates: {status} is not one of {allowed}")
             _check_rate(f"status_rates[{status}]", rate)
-        for name in ("timeout_rate", "drop_rate", "lost_response_rate"):
+        for name in ("timeout_rate", "drop_rate", "lost_response_rate", "push_timeout_rate"):
             _check_rate(name, getattr(self, name))
         total = sum(self.status_rates.values()) + self.timeout_rate + self.drop_rate
         if total + self.lost_response_rate > 1.0 + 1e-9:
@@ -255,6 +257,11 @@ class FaultInjector:
             roll -= rate
         return None
 
+    def push_times_out(self) -> bool:
+        """Whether a new write is to end TimedOut; drawn only when such faults are asked for."""
+        rate = self.config.push_timeout_rate
+        return rate > 0 and self.rng.random() < rate
+
     def latency(self) -> float:
         config = self.config
         if config.latency_ms <= 0 and config.jitter_ms <= 0:
@@ -339,7 +346,10 @@ class FaultMiddleware:
         if fault == "timeout":
             config = injector.config
 
-            body = await read_body(receive)  # the client will be gone when the work runs
+            try:
+                body = await read_body(receive)  # the client will be gone when the work runs
+            except ClientGone:
+                return
 
             async def replay() -> Message:
                 return {"type": "http.request", "body": body, "more_body": False}
@@ -364,11 +374,17 @@ class FaultMiddleware:
         await _error(send, status, retry_after)
 
 
+class ClientGone(Exception):
+    """The client went away before its request was whole: a server runs nothing of it."""
+
+
 async def read_body(receive: Receive) -> bytes:
-    """The whole request body, read to its last part."""
+    """The whole request body, read to its last part; `ClientGone` if it never came whole."""
     parts: list[bytes] = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         if message["type"] != "http.request":
             break
         parts.append(message.get("body", b""))

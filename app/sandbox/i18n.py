@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 LANGUAGES = ("en", "fr")
 
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -154,6 +156,33 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Déconnexion demandée pour {name}.",
     ),
     "qbo.back_to_bank": ("Back to your bank", "Retour à votre banque"),
+    "qbo.review.banking": ("Banking", "Opérations bancaires"),
+    "qbo.review.for_review": ("For review", "À examiner"),
+    "qbo.review.title": ("For review: {name}", "À examiner : {name}"),
+    "qbo.review.lead": (
+        "Transactions from your bank as QuickBooks last pulled them. QuickBooks pulls once a "
+        "day; select Update to pull now.",
+        "Les opérations de votre banque telles que QuickBooks les a récupérées la dernière "
+        "fois. QuickBooks les récupère une fois par jour; sélectionnez Mettre à jour pour les "
+        "récupérer maintenant.",
+    ),
+    "qbo.review.last_pull": ("Last updated {moment}", "Dernière mise à jour : {moment}"),
+    "qbo.review.update": ("Update", "Mettre à jour"),
+    "qbo.review.updated": (
+        "Updated: QuickBooks pulled the latest transactions from your bank.",
+        "Mise à jour effectuée : QuickBooks a récupéré les dernières opérations de votre banque.",
+    ),
+    "qbo.review.bank_balance": ("Bank balance", "Solde bancaire"),
+    "qbo.review.date": ("Date", "Date"),
+    "qbo.review.description": ("Description", "Description"),
+    "qbo.review.amount": ("Amount", "Montant"),
+    "qbo.review.balance": ("Balance", "Solde"),
+    "qbo.review.none": ("No transactions to review.", "Aucune opération à examiner."),
+    "qbo.review.unavailable": (
+        "This account is not connected in QuickBooks.",
+        "Ce compte n'est pas connecté dans QuickBooks.",
+    ),
+    "qbo.review.back": ("Back to connected accounts", "Retour aux comptes connectés"),
     "qbo.add_more": ("Connect more accounts", "Connecter d'autres comptes"),
 }
 
@@ -161,6 +190,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
 def translate(lang: str, key: str, **values: object) -> str:
     text = MESSAGES[key][LANGUAGES.index(lang)]
     return text.format(**values) if values else text
+
+
+def format_money(amount: Decimal, lang: str) -> str:
+    """An exact amount, at least to the cent: `-1,234.50` in English, `-1 234,50` in French."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        amount = amount.quantize(Decimal("0.01"))
+    text = f"{amount:,f}"
+    if lang == "fr":
+        text = text.replace(",", "\u202f").replace(".", ",")
+    return text
 
 
 def pick_language(requested: str | None, accept_language: str | None) -> str:

@@ -18,7 +18,13 @@ from datetime import datetime, timedelta
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.sandbox.errors import error_response
-from app.sandbox.faults import BACKGROUND_SCOPE_KEY, FAULT_SCOPE_KEY, UNANSWERED, read_body
+from app.sandbox.faults import (
+    BACKGROUND_SCOPE_KEY,
+    FAULT_SCOPE_KEY,
+    UNANSWERED,
+    ClientGone,
+    read_body,
+)
 from app.sandbox.state import SandboxClock
 
 IDEMPOTENCY_WINDOW = timedelta(minutes=90)
@@ -83,7 +89,10 @@ class IdempotencyMiddleware:
         if scope["method"] not in IDEMPOTENT_METHODS or not key:
             await self.app(scope, receive, send)
             return
-        body, receive = await _read_body(receive)
+        try:
+            body, receive = await _read_body(receive)
+        except ClientGone:
+            return  # cut off before its body was whole: never run, and its key stays free
         fingerprint = hashlib.sha256(
             b"\0".join((scope["method"].encode(), scope["path"].encode(), body))
         ).digest()

@@ -6,7 +6,7 @@ a cookie, so it works the same mounted inside the service and running on its own
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from app.sandbox.emulator import Sandbox, sandbox_of
 from app.sandbox.errors import CodatError
-from app.sandbox.i18n import translate
+from app.sandbox.i18n import format_money, translate
 from app.sandbox.pages import page_language, render_page, with_query
 from app.sandbox.state import Connection, SourceAccount, SourceAccountStatus
 from app.sandbox.wire import format_date, format_datetime
@@ -32,8 +32,9 @@ def _url(sandbox: Sandbox, step: str = "") -> str:
     return f"{sandbox.config.base_url}/qbo{step}"
 
 
-def _account_view(account: SourceAccount) -> dict[str, str | None]:
+def _account_view(account: SourceAccount, review_url: str = "") -> dict[str, str | None]:
     return {
+        "review_url": review_url,
         "id": account.id,
         "account_name": account.account_name,
         "masked_number": "•••• " + account.account_number[-4:],
@@ -93,7 +94,7 @@ def _connected_page(
     sandbox: Sandbox, connection: Connection, session: str, lang: str, notices: list[str]
 ) -> HTMLResponse:
     connected = [
-        _account_view(a)
+        _account_view(a, _review_url(sandbox, session, a.id, lang))
         for a in connection.source_accounts.values()
         if a.status is SourceAccountStatus.CONNECTED
     ]
@@ -207,3 +208,93 @@ async def disconnect(
     except CodatError:
         notices = []  # already disconnected or gone: the page shows the current state
     return _connected_page(sandbox, connection, session, page_lang, notices)
+
+
+# Banking > For review: what QuickBooks shows of a connected account after its last pull.
+
+
+def _review_url(sandbox: Sandbox, session: str, account_id: str, lang: str) -> str:
+    return with_query(_url(sandbox, "/review"), session=session, account=account_id, lang=lang)
+
+
+def _last_pull(sandbox: Sandbox, account: SourceAccount) -> datetime:
+    """QuickBooks pulls from Codat daily (at 00:00 UTC here), and whenever the SMB hits Update."""
+    daily = datetime.combine(sandbox.clock.today(), time(), tzinfo=UTC)
+    pulled = account.qbo_pulled_at
+    return daily if pulled is None or pulled < daily else pulled
+
+
+def _review_page(
+    sandbox: Sandbox,
+    connection: Connection,
+    session: str,
+    lang: str,
+    account_id: str,
+    notices: list[str],
+) -> HTMLResponse:
+    account = connection.source_accounts.get(account_id)
+    if account is None or account.status is not SourceAccountStatus.CONNECTED:
+        notices = [translate(lang, "qbo.review.unavailable")]
+        page = _connected_page(sandbox, connection, session, lang, notices)
+        page.status_code = 404
+        return page
+    pulled = _last_pull(sandbox, account)
+    shown = [w.transaction for w in account.written if w.written_at <= pulled]
+    rows = [
+        {
+            "id": t.id,
+            "date": format_date(t.date.date()) if t.date else "",
+            "description": t.description or "",
+            "amount": format_money(t.amount, lang) if t.amount is not None else "",
+            "balance": format_money(t.balance, lang) if t.balance is not None else "",
+        }
+        for t in shown
+    ]
+    last_balance = shown[-1].balance if shown else None
+    return render_page(
+        sandbox.config.base_url,
+        "qbo_review.html",
+        lang,
+        title_key="qbo.title",
+        switch_url=_url(sandbox, "/review"),
+        switch_params={"session": session, "account": account.id},
+        notices=notices,
+        session=session,
+        account=_account_view(account),
+        rows=rows,
+        bank_balance=format_money(last_balance, lang) if last_balance is not None else None,
+        last_pull=format_datetime(pulled),
+        update_url=_url(sandbox, "/review/update"),
+        accounts_url=with_query(_url(sandbox, "/accounts"), session=session, lang=lang),
+    )
+
+
+@router.get("/review")
+async def for_review(request: Request, session: str = "", account: str = "") -> HTMLResponse:
+    sandbox = sandbox_of(request)
+    lang = page_language(request)
+    connection = sandbox.bank_feeds.qbo_connection(session)
+    if connection is None:
+        return _session_ended(sandbox, lang)
+    return _review_page(sandbox, connection, session, lang, account, [])
+
+
+@router.post("/review/update")
+async def update(
+    request: Request,
+    session: Annotated[str, Form()] = "",
+    account: Annotated[str, Form()] = "",
+    lang: Annotated[str | None, Form()] = None,
+) -> HTMLResponse:
+    """The SMB's Update: QuickBooks pulls from Codat now."""
+    sandbox = sandbox_of(request)
+    page_lang = page_language(request, lang)
+    connection = sandbox.bank_feeds.qbo_connection(session)
+    if connection is None:
+        return _session_ended(sandbox, page_lang)
+    source_account = connection.source_accounts.get(account)
+    notices = []
+    if source_account is not None and source_account.status is SourceAccountStatus.CONNECTED:
+        source_account.qbo_pulled_at = sandbox.clock.now()
+        notices.append(translate(page_lang, "qbo.review.updated"))
+    return _review_page(sandbox, connection, session, page_lang, account, notices)

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from app.sandbox.errors import FieldError
+
 
 class SandboxClock:
     """Wall-clock UTC plus an offset that tests move forward to expire one-time passwords."""
@@ -78,6 +80,71 @@ class SourceAccount:
     feed_start_date: date | None = None
     # Set when the SMB disconnects in QuickBooks; Codat reports it only after a delay.
     disconnect_due: datetime | None = None
+    # Every transaction id ever sent to this account, with what became of it.
+    ledger: dict[str, LedgerEntry] = field(default_factory=dict)
+    # What Codat holds for QuickBooks, in the order written.
+    written: list[WrittenTransaction] = field(default_factory=list)
+    # The last time QuickBooks pulled from Codat (its daily pull, or the SMB's Update).
+    qbo_pulled_at: datetime | None = None
+
+
+class PushStatus(StrEnum):
+    PENDING = "Pending"
+    FAILED = "Failed"
+    SUCCESS = "Success"
+    TIMED_OUT = "TimedOut"
+
+
+@dataclass(frozen=True)
+class BankTransaction:
+    """One item of a create-bank-transactions body; None where the item left a field out."""
+
+    id: str | None
+    date: datetime | None  # a local date-time: any offset sent is ignored, as Codat does
+    description: str | None
+    amount: Decimal | None
+    balance: Decimal | None
+    transaction_type: str | None
+    counterparty: str | None = None
+    reference: str | None = None
+    reconciled: bool | None = None
+
+
+@dataclass
+class LedgerEntry:
+    """A transaction id as the sandbox saw it: how often it came, and the push that wrote it."""
+
+    transaction: BankTransaction
+    received: int = 0
+    written_by: str | None = None
+
+
+@dataclass(frozen=True)
+class WrittenTransaction:
+    transaction: BankTransaction
+    push_key: str
+    written_at: datetime
+
+
+@dataclass
+class PushOperation:
+    """A create-bank-transactions write: Pending until `due`, then settled once."""
+
+    key: str
+    company_id: str
+    connection_id: str
+    account_id: str
+    transactions: tuple[BankTransaction, ...]
+    requested: datetime
+    due: datetime
+    timeout_minutes: int | None
+    number: int  # its place in the company's push history
+    times_out: bool = False  # an injected TimedOut: the write lands, the status says TimedOut
+    status: PushStatus = PushStatus.PENDING
+    status_code: int = 202
+    completed: datetime | None = None
+    error_message: str | None = None
+    errors: tuple[FieldError, ...] = ()
 
 
 @dataclass
@@ -107,6 +174,7 @@ class Company:
     tags: dict[str, str]
     created: datetime
     connections: dict[str, Connection] = field(default_factory=dict)
+    pushes: dict[str, PushOperation] = field(default_factory=dict)  # in the order requested
 
 
 @dataclass(frozen=True)

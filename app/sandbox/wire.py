@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from app.sandbox.state import Company, Connection, SourceAccount
+from app.sandbox.state import (
+    BankTransaction,
+    Company,
+    Connection,
+    PushOperation,
+    PushStatus,
+    SourceAccount,
+)
 
 Json = dict[str, object]
 
@@ -117,3 +124,99 @@ def source_account_v1_json(account: SourceAccount) -> Json:
     # v1 types feedStartDate as a DateTime where v2 has a Date.
     body["feedStartDate"] = f"{format_date(start)}T00:00:00Z" if start else None
     return body
+
+
+def push_operation_json(push: PushOperation) -> Json:
+    """Codat's `PushOperation` for a create-bank-transactions write (no `data`, since 2024)."""
+    body: Json = {
+        "changes": None,
+        "dataType": "bankTransactions",
+        "companyId": push.company_id,
+        "pushOperationKey": push.key,
+        "dataConnectionKey": push.connection_id,
+        "requestedOnUtc": format_datetime(push.requested),
+        "timeoutInMinutes": push.timeout_minutes,
+        "status": push.status.value,
+        "errorMessage": push.error_message,
+        "validation": {
+            "errors": [
+                {"itemId": e.item_id, "message": e.message, "validatorName": e.validator}
+                for e in push.errors
+            ],
+            "warnings": [],
+        },
+        "statusCode": push.status_code,
+    }
+    if push.completed is not None:  # the spec does not allow null; Codat leaves it out
+        body["completedOnUtc"] = format_datetime(push.completed)
+    if push.status is PushStatus.SUCCESS:
+        body["changes"] = [
+            {
+                "type": "Created",
+                "recordRef": {"id": push.account_id, "dataType": "bankTransactions"},
+                "attachmentId": None,
+            }
+        ]
+    return body
+
+
+def write_webhook_payload(push: PushOperation, reference_company: Json) -> Json:
+    """`DataTypeWriteWebhook`'s payload for a settled write."""
+    return {
+        "id": push.key,
+        "type": "Create",
+        "referenceCompany": reference_company,
+        "connectionId": push.connection_id,
+        "requestedOnDate": format_datetime(push.requested),
+        "completedOnDate": format_datetime(push.completed or push.requested),
+        "status": push.status.value,
+        "record": {"id": push.account_id} if push.status is PushStatus.SUCCESS else None,
+        "attachmentId": None,
+    }
+
+
+def _exact(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def bank_transaction_json(transaction: BankTransaction) -> Json:
+    """A transaction as the sandbox holds it, amounts as exact decimal strings."""
+    moment = transaction.date
+    return {
+        "id": transaction.id,
+        "date": moment.isoformat() if moment else None,
+        "description": transaction.description,
+        "amount": _exact(transaction.amount),
+        "balance": _exact(transaction.balance),
+        "transactionType": transaction.transaction_type,
+        "counterparty": transaction.counterparty,
+        "reference": transaction.reference,
+    }
+
+
+def ledger_json(company_id: str, connection_id: str, account: SourceAccount) -> Json:
+    """The sandbox's ledger of one account (admin API, not Codat's)."""
+    return {
+        "companyId": company_id,
+        "connectionId": connection_id,
+        "accountId": account.id,
+        "status": account.status.value,
+        "balance": str(account.balance),
+        "received": [
+            {
+                "id": transaction_id,
+                "received": entry.received,
+                "writtenBy": entry.written_by,
+                "transaction": bank_transaction_json(entry.transaction),
+            }
+            for transaction_id, entry in account.ledger.items()
+        ],
+        "written": [
+            {
+                **bank_transaction_json(w.transaction),
+                "pushOperationKey": w.push_key,
+                "writtenAt": format_datetime(w.written_at),
+            }
+            for w in account.written
+        ],
+    }

@@ -37,10 +37,13 @@ from app.codat.webhooks import (
     ConnectionPayload,
     RateLimitPayload,
     SourceAccountPayload,
+    WritePayload,
 )
 from app.db import utcnow
 from app.events.outbox import announce
 from app.models import SourceAccount
+from app.transactions import tracking
+from app.transactions.repository import push_by_operation_key, unsettled_pushes_of
 from app.webhooks.inbox import InboxEvent, Outcome
 
 log = logging.getLogger("app.webhooks")
@@ -199,7 +202,33 @@ async def handle_rate_limit_reset(session: AsyncSession, event: InboxEvent) -> O
     return Outcome("handled")
 
 
+# --- bankTransactions.write.* ---------------------------------------------------------------
+
+
+async def handle_transactions_write(session: AsyncSession, event: InboxEvent) -> Outcome:
+    """A push settled. `Success` settles it here; `Failed` and `TimedOut` are read back from
+    Codat by the push job at once, for the validation errors the webhook does not carry."""
+    payload = parse_payload(WritePayload, event)
+    push = await push_by_operation_key(session, payload.id)
+    if push is None:
+        company = payload.company_id or event.company_id
+        if company and await unsettled_pushes_of(session, company):
+            # Codat may announce a push before its answer to us is stored.
+            raise NotRecordedYet(f"push {payload.id} is not recorded yet")
+        return Outcome("unmatched")
+    if push.status in tracking.SETTLED:
+        return Outcome("ignored", push.customer_id)
+    now = utcnow()
+    if payload.status == "Success":
+        await tracking.settle_success(session, push, payload.completed_date or event.as_of, now)
+    elif payload.status in ("Failed", "TimedOut"):
+        push.next_attempt_at = now  # the push job reads the operation now
+    return Outcome("handled", push.customer_id)
+
+
 HANDLERS: Mapping[str, Handler] = {
+    "bankTransactions.write.successful": handle_transactions_write,
+    "bankTransactions.write.unsuccessful": handle_transactions_write,
     "connection.created": handle_connection_event,
     "connection.connected": handle_connection_event,
     "connection.disconnected": handle_connection_event,

@@ -6,15 +6,20 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
+from app.sandbox.i18n import format_money
 from tests.browser.link import connect_in_quickbooks
+from tests.conftest import OPS_TOKEN
 from tests.servers import Process, run_service
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
+OPS_HEADERS = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
 
 @pytest.fixture
@@ -33,7 +38,8 @@ def live_service(database_url: str, tmp_path: Path) -> Iterator[Process]:
     from tests.conftest import _truncate
 
     asyncio.run(_truncate(database_url))
-    with run_service(database_url, tmp_path) as process:
+    # Pushes go out a second after the bank posts, not the default minute.
+    with run_service(database_url, tmp_path, TRANSACTIONS_PUSH_DELAY_SECONDS="1") as process:
         yield process
 
 
@@ -74,6 +80,9 @@ async def test_demo_to_connected_in_a_browser(
         # 3. Get one-time credentials; 4. in the QuickBooks simulator, connect the accounts.
         await connect_in_quickbooks(page, accounts=2)
         await page.screenshot(path=str(tmp_path / "connected.png"))
+        checking = page.locator('li[data-account-id="us-bakery-chk"] a[id^="review-"]')
+        for_review_url = await checking.get_attribute("href")
+        assert for_review_url
 
         # 5. Back at the bank, the demo host app shows the signed event as it arrives.
         await page.goto(live_service.url + "/")
@@ -106,7 +115,49 @@ async def test_demo_to_connected_in_a_browser(
         await expect(row.locator(".connection-status")).to_have_text("Linked")
         for status in await row.locator(".account-status").all_inner_texts():
             assert status == "connected"
+
+        # 8. The bank posts today's cleared transactions...
+        await row.get_by_role("button", name="Post today's transactions").click()
+        await expect(page.locator("#notice")).to_contain_text("Maple Street Bakery LLC")
+        posted = await _posted(live_service, "demo-us-bakery", "us-bakery-chk")
+        assert posted
+
+        # 9. ...and in QuickBooks, For review shows exactly those after Update, in order.
+        await page.goto(for_review_url)
+        expected = [t["id"] for t in posted]
+        deadline = time.monotonic() + 30
+        while True:  # the push lands a moment after the post: Update until it has
+            await page.locator("#update").click()
+            rows = page.locator("#for-review tbody tr")
+            shown = [await r.get_attribute("data-transaction-id") for r in await rows.all()]
+            if shown == expected or time.monotonic() > deadline:
+                break
+            await page.wait_for_timeout(500)
+        assert shown == expected
+        for index, transaction in enumerate(posted, start=1):
+            cells = page.locator(f"#review-row-{index} td")
+            await expect(cells.nth(0)).to_have_text(transaction["date"])
+            await expect(cells.nth(1)).to_have_text(transaction["description"])
+            await expect(cells.nth(2)).to_have_text(_money(transaction["amount"]))
+            await expect(cells.nth(3)).to_have_text(_money(transaction["balance"]))
+        await expect(page.locator("#bank-balance")).to_have_text(_money(posted[-1]["balance"]))
+        await page.screenshot(path=str(tmp_path / "for-review.png"), full_page=True)
         await browser.close()
+
+
+async def _posted(service: Process, customer_id: str, account_id: str) -> list[dict[str, str]]:
+    """What the bank posted for the account, oldest first, as the ops API lists it."""
+    async with httpx.AsyncClient(base_url=service.url, headers=OPS_HEADERS) as client:
+        response = await client.get(
+            f"/ops/customers/{customer_id}/accounts/{account_id}/transactions"
+        )
+    response.raise_for_status()
+    return list(reversed(response.json()["items"]))
+
+
+def _money(amount: str) -> str:
+    """As the QuickBooks simulator shows it in English: grouped, to the cent at least."""
+    return format_money(Decimal(amount), "en")
 
 
 async def test_refused_customer_sees_a_bilingual_page(

@@ -16,12 +16,24 @@ from app.bank_feeds.statuses import ACCOUNT_STATUSES, CONNECTION_STATUSES
 from app.console.chart import bar_chart
 from app.console.i18n import LABELS, REASONS, TEXT
 from app.console.views import money
-from app.models import BankFeed, BankFeedConnection, CodatEvent, ConsoleAuditEntry, Customer
+from app.models import (
+    BankFeed,
+    BankFeedConnection,
+    CodatEvent,
+    CodatQuotaDay,
+    ConsoleAuditEntry,
+    Customer,
+)
 from tests.bank_feeds.test_bank_feeds import fleet
 from tests.conftest import FaultyService, Service
 from tests.console.support import csrf_of, sign_in, signed_in_csrf
 from tests.factories import add_customer
-from tests.ops_api import codat_connection, link_in_quickbooks, with_bank_feed
+from tests.ops_api import (
+    codat_connection,
+    customer_with_accounts,
+    link_in_quickbooks,
+    with_bank_feed,
+)
 
 T0 = datetime(2031, 3, 15, 12, 0, tzinfo=UTC)
 
@@ -89,10 +101,32 @@ async def test_overview_counts_who_must_act_and_why(service: Service) -> None:
     assert re.search(rf'id="backlog"><a [^>]+>{statuses.count("pending")}</a>', page.text)
     assert re.search(r'id="failed-events"><a [^>]+>1</a>', page.text)
     assert "2031-03-15 12:00 UTC" in page.text  # the last event received
-    # Panels of features this build does not have are not drawn at all.
-    for absent in ("push-problems", "quota", "pushed-chart", "transactions"):
+    # Panels with nothing to show (no transactions yet) are not drawn at all.
+    for absent in ("push-problems", "pushed-chart", "transactions"):
         assert f'id="{absent}"' not in page.text
     assert service.codat_calls() == []
+
+
+async def test_overview_shows_the_quota_used_today_against_background_works_share(
+    service: Service,
+) -> None:
+    await sign_in(service.client)
+    today = service.services.console.now().date()
+    async with service.sessions() as session:
+        session.add(CodatQuotaDay(day=today, background_used=120, daily_limit=4000))
+        await session.commit()
+    before = await service.client.get("/console/")
+    async with service.sessions() as session:
+        day = await session.get(CodatQuotaDay, today)
+        assert day is not None
+        day.remaining = 3100
+        await session.commit()
+    after = await service.client.get("/console/")
+
+    # The default share is a quarter of the day's limit; clicks have the rest.
+    assert "Background work: 120 of its 1000 calls used today (12%)." in text_of(before)
+    assert "Codat has not said yet how many are left." in text_of(before)
+    assert "All calls: 900 of today's 4000, as Codat counts them." in text_of(after)
 
 
 async def test_overview_charts_connections_per_day_on_the_consoles_clock(
@@ -348,6 +382,63 @@ async def test_offboarding_names_what_codat_will_do_then_unlinks(service: Servic
     assert entry.detail == "connection unlinked: yes, now Unlinked"
     after = await service.client.get("/console/customers/cus-1/offboard")
     assert "There is no connection in Codat" not in text_of(after)  # still one, unlinked
+
+
+async def test_closing_an_account_names_what_codat_will_do_then_closes_only_that_one(
+    service: Service,
+) -> None:
+    await with_bank_feed(service)
+    link_in_quickbooks(service, "cus-1", ["acc-0", "acc-1"])
+    await service.services.bank_feeds.status("cus-1", refresh=True)
+    connection = codat_connection(service)
+    await sign_in(service.client)
+    customer = await service.client.get("/console/customers/cus-1")
+    assert "Close…" in row(customer, "account-acc-0")
+    service.sandbox.reset_calls()
+    audited = len(await audit(service))
+    ask = await service.client.post(
+        "/console/customers/cus-1/accounts/acc-0/close", data={"csrf": csrf_of(customer.text)}
+    )
+    assert ask.status_code == 200
+    assert (
+        f"In Codat: source account acc-0 of connection {connection.id} is marked disconnected, "
+        "for good" in text_of(ask)
+    )
+    assert service.codat_calls() == [] and len(await audit(service)) == audited  # only asked
+    done = await service.client.post(
+        "/console/customers/cus-1/accounts/acc-0/close",
+        data={"csrf": csrf_of(ask.text), "confirm": "yes"},
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/console/customers/cus-1?done=closed_done"
+    statuses = {a.id: a.status for a in connection.source_accounts.values()}
+    assert statuses == {"acc-0": "disconnected", "acc-1": "connected"}
+    entry = (await audit(service))[-1]
+    assert (entry.action, entry.outcome, entry.detail) == (
+        "close_account",
+        "ok",
+        "account acc-0 closed in Codat",
+    )
+    after = await service.client.get(done.headers["location"])
+    assert "The account was closed in Codat." in text_of(after)
+    assert "Closed" in row(after, "account-acc-0") and "Close…" not in row(after, "account-acc-0")
+    assert "Close…" in row(after, "account-acc-1")
+
+
+async def test_closing_an_account_not_in_codat_is_refused_and_audited(service: Service) -> None:
+    await customer_with_accounts(service, "cus-1", 1)
+    await sign_in(service.client)
+    csrf = await signed_in_csrf(service.client)
+    page = await service.client.get("/console/customers/cus-1")
+    assert "Close…" not in row(page, "account-acc-0")  # nothing in Codat to close
+    refused = await service.client.post(
+        "/console/customers/cus-1/accounts/acc-0/close", data={"csrf": csrf, "confirm": "yes"}
+    )
+    assert refused.status_code == 409
+    assert "is not in a usable bank feed in Codat" in text_of(refused)
+    entry = (await audit(service))[-1]
+    assert (entry.action, entry.outcome) == ("close_account", "failed")
+    assert service.codat_calls() == []
 
 
 async def test_purging_asks_for_the_customer_id_then_deletes_everything(

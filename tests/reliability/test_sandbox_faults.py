@@ -398,6 +398,48 @@ async def test_same_key_while_running_is_409_and_a_429_is_not_kept() -> None:
     assert statuses == []  # the handler ran twice: for the 429 and for its retry
 
 
+async def test_a_request_cut_off_before_its_body_is_whole_is_never_run_nor_its_key_kept() -> None:
+    """A client killed between its headers and its body: Codat never runs that request, so the
+    same key with the whole body is a first request, not "used with a different request"."""
+    ran: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        ran.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = IdempotencyMiddleware(app, IdempotencyStore(SandboxClock()))
+    cut: list[Message] = [
+        {"type": "http.request", "body": b'{"platfo', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return cut.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/companies/c-1/connections",
+        "headers": [(b"idempotency-key", b"k-cut"), (b"content-length", b"24")],
+    }
+    await middleware(scope, receive, send)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://sandbox"
+    ) as client:
+        whole = await client.post(
+            "/companies/c-1/connections", content=b'{"platformKey":"hcws"}', headers=key("k-cut")
+        )
+
+    assert sent == [] and cut == []
+    assert whole.status_code == 201
+    assert ran == [b'{"platformKey":"hcws"}']
+
+
 async def test_same_key_is_free_again_when_the_handler_fails() -> None:
     calls = 0
 
