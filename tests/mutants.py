@@ -42,6 +42,7 @@ TOKEN_TESTS = ("tests/connect/test_tokens.py",)
 FLOW = "tests/connect/test_connect_flow.py"
 FIDELITY = "tests/connect/test_codat_fidelity.py"
 RECEIVER = "tests/webhooks/test_receiver.py"
+PUSH = "tests/transactions/test_push.py"
 
 MUTANTS = (
     Mutant(
@@ -253,6 +254,34 @@ MUTANTS = (
             f"{RECEIVER}::test_accepted_then_handled_and_a_replay_is_acknowledged_once",
             f"{RECEIVER}::test_replay_with_a_newer_body_has_no_second_effect",
         ),
+    ),
+    Mutant(
+        "transactions pushed in chronological order",
+        "app/transactions/rules.py",
+        "    return sorted(transactions, key=lambda t: (t.push_date, t.seq))",
+        "    return sorted(transactions, key=lambda t: (t.push_date, t.seq), reverse=True)",
+        (f"{PUSH}::test_oldest_first_stable_within_a_day_and_exact_decimals",),
+    ),
+    Mutant(
+        "at most 1,000 transactions a push",
+        "app/transactions/push.py",
+        "                elif len(batch) < MAX_TRANSACTIONS_PER_PUSH:",
+        "                elif True:",
+        (f"{PUSH}::test_at_most_1000_per_push_and_one_push_at_a_time",),
+    ),
+    Mutant(
+        "a push is sent exactly once (its key kept)",
+        "app/transactions/push.py",
+        "                    idempotency_key=push.idempotency_key,\n",
+        "                    idempotency_key=str(uuid.uuid4()),\n",
+        (f"{PUSH}::test_a_lost_answer_is_resumed_with_the_same_key_and_written_once",),
+    ),
+    Mutant(
+        "late transactions are held, never sent",
+        "app/transactions/push.py",
+        "                hold = window.hold_reason(row.push_date)\n",
+        "                hold = None\n",
+        (f"{PUSH}::test_late_transactions_are_held_with_the_reason_never_sent",),
     ),
     Mutant(
         "the reconciler's quota share",
