@@ -316,6 +316,7 @@ class ConnectService:
         if (
             parts.scheme not in ("https", "http")
             or (parts.hostname or "").lower() not in self.allowed_link_hosts
+            or not _port_is_valid(link)
         ):
             log.error("refusing to redirect to a Link URL on host %r", parts.hostname)
             raise CodatRefused(f"Codat gave a Link URL on host {parts.hostname!r}")
@@ -361,6 +362,15 @@ class ConnectService:
 class _Lease:
     owner: str
     released: bool = False
+
+
+def _port_is_valid(link: str) -> bool:
+    """A Link URL's port, if it has one, is a number a browser would accept."""
+    try:
+        urlsplit(link).port  # noqa: B018 - raises ValueError when it is not
+    except ValueError:
+        return False
+    return True
 
 
 def _check_eligible(customer_id: str, country: str | None, account_count: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -74,7 +74,9 @@ async def list_webhook_events(
 
 
 @ops_inbox_router.post("/webhook-events/{event_id}/retry", status_code=202, responses=NOT_FOUND)
-async def retry_webhook_event(event_id: int, webhooks: WebhooksDep) -> dict[str, str]:
+async def retry_webhook_event(
+    event_id: Annotated[int, Path(ge=1, le=2**31 - 1)], webhooks: WebhooksDep
+) -> dict[str, str]:
     """Handle a settled event again (say, an unmatched one once its customer exists)."""
     await webhooks.retry(event_id)
     return {"status": "queued"}

@@ -292,6 +292,7 @@ parts = st.tuples(
 @example(link="https://evil.example\n@127.0.0.1/")
 @example(link="javascript:alert(1)//127.0.0.1")
 @example(link="https://127.0.0.1.evil.example/")
+@example(link="https://127.0.0.1:443evil.example/")  # a port no browser accepts
 async def test_a_redirect_never_leaves_the_link_hosts_whatever_codat_answers(
     keyed: tuple[Service, LinkRewriter, FaultInjector], tally: Tally, link: str
 ) -> None:
