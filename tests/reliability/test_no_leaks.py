@@ -122,12 +122,16 @@ async def test_no_secret_otp_or_link_in_any_log_line_and_no_foreign_data_on_erro
         "Codat 503": FaultConfig(status_rates={503: 1.0}),
         "Codat 429": FaultConfig(status_rates={429: 1.0}, retry_after_seconds=0),
         # Held past the 0.8 s retry budget: the client's own read timeout ends the wait.
-        "Codat timeout": FaultConfig(timeout_rate=1.0, timeout_seconds=5.0),
+        "Codat timeout": FaultConfig(
+            timeout_rate=1.0, timeout_seconds=1.5, still_running_seconds=0.1
+        ),
         "answer lost": FaultConfig(lost_response_rate=1.0),
     }.items():
         faults.configure(config)
         pages[name] = await click(service.client, "cus-acme")
     faults.configure(FaultConfig())
+    # Codat finishes what it held (its answer goes nowhere): nothing is left in progress.
+    await asyncio.gather(*faults.background, return_exceptions=True)
     codat.link_url = "https://evil.example.test/companies/x/connections/y/start?otp=999999"
     pages["foreign Link host"] = await click(service.client, "cus-acme")
     codat.link_url = None
