@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-fast test-reliability test-container lint typecheck check bench install clean
+.PHONY: run test test-fast test-reliability reliability-report test-mutants test-container lint typecheck check bench install clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,6 +34,16 @@ test-fast: install
 ## Only the slow reliability proofs (fault storm, crashes, replicas, outage)
 test-reliability: install
 	$(RUN) pytest -q -m slow tests/reliability $(PYTEST_ARGS)
+
+## Every reliability proof from a clean slate, then docs/reliability.md from what they measured
+## (refused unless the whole run passed)
+reliability-report: install
+	$(RUN) pytest -q tests/reliability $(PYTEST_ARGS)
+	$(RUN) python -m tests.reliability.report
+
+## Break each guarantee on purpose (tests/mutants.py): fails unless its tests notice every one
+test-mutants: install
+	$(RUN) python -m tests.mutants
 
 ## Build the image and run docker-compose.yml for real, then check the running containers.
 ## Installs Docker with apt and starts its own engine when none answers (root); see

@@ -26,6 +26,26 @@ from app.services import Services
 from app.settings import Settings
 from tests.transports import WatchedCodat
 
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """One seed per run for the test order (pytest-randomly prints it as `--randomly-seed=N`)
+    and for every fuzzer's examples, unless `--hypothesis-seed` names its own: passing the
+    printed seed back replays the run, order and examples alike."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.getoption("hypothesis_seed", None) is None:
+        import hypothesis.core
+
+        hypothesis.core.global_force_seed = seed  # type: ignore[assignment]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The run's seed, even with -q: the order and the fuzzers' examples come from it."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"order and fuzz seed: replay with --randomly-seed={seed}")
+
+
 ROOT = Path(__file__).resolve().parents[1]
 OAS_DIR = ROOT.parent / "shared" / "codat" / "oas"
 PG_ADMIN_URL = os.environ.get(

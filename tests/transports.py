@@ -1,4 +1,5 @@
-"""httpx transports for tests: deliver in-process, and make Codat fail on demand."""
+"""httpx transports for tests: deliver in-process (client timeouts kept, as on a socket), and
+make Codat fail on demand."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ from typing import Any
 
 import httpx
 
+from app.codat.client import InProcess
 
-class LateASGITransport(httpx.AsyncBaseTransport):
-    """An ASGI transport whose app is set after the transport is made."""
 
-    def __init__(self) -> None:
-        self.app: Any = None
+class LateASGITransport(InProcess):
+    """An in-process transport whose app is set after the transport is made."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert self.app is not None, "LateASGITransport used before its app was set"
-        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+        return await super().handle_async_request(request)
 
 
 class FaultyCodat(httpx.AsyncBaseTransport):
@@ -29,6 +29,7 @@ class FaultyCodat(httpx.AsyncBaseTransport):
         self.lose_response_for: Callable[[httpx.Request], bool] | None = None
         self.rewrite_link_host: str | None = None
         self.seen: list[tuple[str, str]] = []
+        self.codat = InProcess()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.method, request.url.path))
@@ -42,7 +43,8 @@ class FaultyCodat(httpx.AsyncBaseTransport):
                 "detailedErrorCode": 0,
             }
             return httpx.Response(self.down_status, json=body)
-        response = await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
+        self.codat.app = self.sandbox
+        response = await self.codat.handle_async_request(request)
         if self.lose_response_for is not None and self.lose_response_for(request):
             await response.aread()
             raise httpx.ReadError("connection dropped after the request was handled")
@@ -58,6 +60,9 @@ class FaultyCodat(httpx.AsyncBaseTransport):
                 headers={"content-type": "application/json"},
             )
         return response
+
+    async def aclose(self) -> None:
+        await self.codat.aclose()
 
 
 class WatchedCodat(FaultyCodat):

@@ -551,9 +551,41 @@ class CodatClient:
         return await self._call(SyncSettings, "GET", "/profile/syncSettings")
 
 
+class InProcess(httpx.AsyncBaseTransport):
+    """HTTP to an ASGI app in this process (the built-in sandbox), without a socket, and with
+    the client's read timeout kept as a socket keeps it: no answer in time is a `ReadTimeout`,
+    while the app goes on with the request, as a server does when its client hangs up."""
+
+    def __init__(self, app: Any = None) -> None:
+        self.app = app
+        self.abandoned: set[asyncio.Task[httpx.Response]] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        handling = asyncio.ensure_future(
+            httpx.ASGITransport(app=self.app).handle_async_request(request)
+        )
+        limit = (request.extensions.get("timeout") or {}).get("read")
+        done, _ = await asyncio.wait({handling}, timeout=limit)
+        if not done:
+            self.abandoned.add(handling)
+            handling.add_done_callback(self._forget)
+            raise httpx.ReadTimeout(f"no answer within {limit} s", request=request)
+        return handling.result()
+
+    def _forget(self, task: asyncio.Task[httpx.Response]) -> None:
+        self.abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # nobody is waiting for it: its failure is seen, not re-raised
+
+    async def aclose(self) -> None:
+        for task in list(self.abandoned):
+            task.cancel()
+        await asyncio.gather(*self.abandoned, return_exceptions=True)
+
+
 def in_process(app: Any) -> Transport:
     """A transport to an ASGI app in this process (the built-in sandbox): HTTP, but no socket."""
-    return httpx.ASGITransport(app=app)
+    return InProcess(app)
 
 
 def _seg(value: str) -> str:

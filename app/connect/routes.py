@@ -15,14 +15,14 @@ from pydantic import BaseModel, Field
 from app import metrics
 from app.connect.service import ConnectService
 from app.deps import SettingsDep, ops_router, provided
-from app.errors import DomainError, ErrorOut, Forbidden, Unauthorized
+from app.errors import OPS_RESPONSES, DomainError, ErrorOut, Forbidden, Unauthorized
 from app.events.service import EventService
 from app.events.status import ConnectionStatus
 from app.pages import BROWSER_HEADERS
 
 router = APIRouter(include_in_schema=False)
 status_router = APIRouter(tags=["host app"])
-ops_connect_router = ops_router("connect")
+ops_connect_router = ops_router("connect", responses=OPS_RESPONSES)
 ConnectDep = Annotated[ConnectService, provided(ConnectService)]
 EventsDep = Annotated[EventService, provided(EventService)]
 # The host app's page may read the status from its own origin; nothing may keep it.
@@ -132,7 +132,7 @@ class ConnectUrlResponse(BaseModel):
 @ops_connect_router.post(
     "/customers/{customer_id}/connect-url",
     response_model=ConnectUrlResponse,
-    responses={404: {"description": "No such customer"}},
+    responses={404: {"model": ErrorOut, "description": "No such customer"}},
 )
 async def create_connect_url(
     customer_id: str, connect: ConnectDep, body: ConnectUrlRequest | None = None

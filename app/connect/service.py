@@ -20,6 +20,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import kill_points
 from app.bank_feeds import repository as feeds
 from app.bank_feeds import writes
 from app.bank_feeds.company_gone import forget_company
@@ -336,6 +337,7 @@ class ConnectService:
             try:
                 target = (company_id, connection.id)
                 report = await create_missing(self.codat, target, accounts)
+                kill_points.reached("accounts created")
                 await update_changed(self.codat, target, accounts, report)
             finally:
                 # Codat's answers are kept even if a later step fails; the lease goes with them.
@@ -343,6 +345,7 @@ class ConnectService:
                 await announce(session, customer_id)
                 await session.commit()
                 lease.released = True
+            kill_points.reached("committed")
             return connection
 
     async def _ensure_company(
@@ -361,6 +364,7 @@ class ConnectService:
         # An earlier click's create that got no answer is sent again under its own key.
         feed.company_request_key = feed.company_request_key or new_idempotency_key()
         await session.commit()
+        kill_points.reached("company requested")
 
         async def keep_key(key: str) -> None:  # a new key (after a 5xx), stored before it is sent
             feed.company_request_key = key
@@ -374,9 +378,11 @@ class ConnectService:
             key=feed.company_request_key,
             keep_key=keep_key,
         )
+        kill_points.reached("company created")
         feed.company_id = company.id
         feed.company_request_key = None
         await session.commit()
+        kill_points.reached("company stored")
         return company.id
 
     async def _ensure_connection(
@@ -401,6 +407,7 @@ class ConnectService:
         # Only ever set while a create is unanswered: then it is sent again under that key.
         feed.connection_request_key = feed.connection_request_key or new_idempotency_key()
         await session.commit()
+        kill_points.reached("connection requested")
 
         async def keep_key(key: str) -> None:  # a new key (after a 5xx), stored before it is sent
             feed.connection_request_key = key
@@ -409,10 +416,12 @@ class ConnectService:
         created = await writes.create_connection(
             self.codat, company_id, key=feed.connection_request_key, keep_key=keep_key
         )
+        kill_points.reached("connection created")
         feeds.record_connection(feed, session, created.id, created.status, utcnow())
         feed.connection_request_key = None
         await announce(session, feed.customer_id)
         await session.commit()
+        kill_points.reached("connection stored")
         return created
 
     async def _get_connection(self, company_id: str, connection_id: str) -> Connection | None:
@@ -448,6 +457,7 @@ class ConnectService:
         if (
             parts.scheme not in ("https", "http")
             or (parts.hostname or "").lower() not in self.allowed_link_hosts
+            or not _port_is_valid(link)
         ):
             log.error("refusing to redirect to a Link URL on host %r", parts.hostname)
             raise CodatRefused(f"Codat gave a Link URL on host {parts.hostname!r}")
@@ -514,6 +524,15 @@ class ClickLimit:
 class _Lease:
     owner: str
     released: bool = False
+
+
+def _port_is_valid(link: str) -> bool:
+    """A Link URL's port, if it has one, is a number a browser would accept."""
+    try:
+        urlsplit(link).port  # noqa: B018 - raises ValueError when it is not
+    except ValueError:
+        return False
+    return True
 
 
 def _check_eligible(customer_id: str, country: str | None, account_count: int) -> None:

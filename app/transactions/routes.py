@@ -31,7 +31,8 @@ from app.transactions.service import TransactionService
 
 router = ops_router("transactions", responses=OPS_RESPONSES)
 TransactionsDep = Annotated[TransactionService, provided(TransactionService)]
-Cursor = Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]{1,18}$")]
+# A row id: the columns are 32-bit, so at most 9 digits (anything longer names no row).
+Cursor = Annotated[str | None, Query(max_length=9, pattern=r"^[0-9]{1,9}$")]
 TransactionId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: {

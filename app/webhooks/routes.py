@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from app.deps import ops_router, provided
+from app.errors import NOT_FOUND, OPS_RESPONSES
 from app.models import MAX_ROW_ID
 from app.webhooks.inbox import EventStatus
 from app.webhooks.service import WebhookService
 
 router = APIRouter(tags=["webhooks"])
-ops_inbox_router = ops_router("webhooks")
+ops_inbox_router = ops_router("webhooks", responses=OPS_RESPONSES)
 WebhooksDep = Annotated[WebhookService, provided(WebhookService)]
 
 
@@ -73,7 +74,7 @@ async def list_webhook_events(
     return WebhookEventList(events=[WebhookEventOut.model_validate(e) for e in events])
 
 
-@ops_inbox_router.post("/webhook-events/{event_id}/retry", status_code=202)
+@ops_inbox_router.post("/webhook-events/{event_id}/retry", status_code=202, responses=NOT_FOUND)
 async def retry_webhook_event(
     event_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], webhooks: WebhooksDep
 ) -> dict[str, str]:

@@ -69,6 +69,32 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "BACKOFF_BASE", 0.001)
 
 
+class MovableClock:
+    """The client's clock: `monotonic()` moves only when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> MovableClock:
+    moved = MovableClock()
+    monkeypatch.setattr(client_module, "time", moved)
+    monkeypatch.setattr(client_module.asyncio, "sleep", moved.sleep)
+    return moved
+
+
 async def test_basic_auth_header_is_base64_of_key() -> None:
     client, seen = make(lambda r: httpx.Response(200, json=CONNECTION))
     await client.get_connection("c", "x")
@@ -140,36 +166,36 @@ async def test_persistent_connection_error_raises_typed() -> None:
         await client.get_company("c")
 
 
-async def test_retry_after_is_honoured() -> None:
+async def test_retry_after_is_honoured(clock: MovableClock) -> None:
     answers = [
         httpx.Response(429, headers={"Retry-After": "0.3"}, json=error_body(429)),
         httpx.Response(200, json=CONNECTION),
     ]
-    client, _ = make(lambda r: answers.pop(0))
-    started = time.monotonic()
+    client, seen = make(lambda r: answers.pop(0))
     await client.get_connection("c", "x")
-    assert time.monotonic() - started >= 0.3
+    assert len(seen) == 2 and len(clock.waits) == 1 and clock.waits[0] >= 0.3
 
 
-async def test_retry_after_beyond_the_budget_fails_at_once() -> None:
+async def test_retry_after_beyond_the_budget_fails_at_once(clock: MovableClock) -> None:
     client, seen = make(
         lambda r: httpx.Response(429, headers={"Retry-After": "30"}, json=error_body(429))
     )
-    started = time.monotonic()
     with retry_budget(1.0), pytest.raises(CodatRateLimited) as caught:
         await client.get_company("c")
-    assert time.monotonic() - started < 1.0
+    assert clock.waits == []  # no wait at all: the answer would come after the budget
     assert caught.value.retry_after == 30
     assert len(seen) == 1
 
 
-async def test_budget_bounds_total_time_of_retries() -> None:
-    client, _seen = make(lambda r: httpx.Response(503, json=error_body(503)))
-    client_module.BACKOFF_BASE = 0.2
-    started = time.monotonic()
+async def test_budget_bounds_total_time_of_retries(
+    clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, seen = make(lambda r: httpx.Response(503, json=error_body(503)))
+    monkeypatch.setattr(client_module, "BACKOFF_BASE", 0.2)
     with retry_budget(0.5), pytest.raises(CodatServerError):
         await client.get_company("c")
-    assert time.monotonic() - started < 1.5
+    assert sum(clock.waits) < 0.5  # every wait fitted in the budget, and then it stopped
+    assert len(seen) == len(clock.waits) + 1
 
 
 async def test_idempotency_key_kept_only_after_a_429_and_never_after_a_5xx() -> None:

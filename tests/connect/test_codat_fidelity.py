@@ -27,6 +27,7 @@ class KeptServerError(httpx.AsyncBaseTransport):
         self.fail = fail
         self.failed_keys: set[str] = set()
         self.keys: list[tuple[str, str, str]] = []
+        self.work_done = True  # the 5xx came after the work; False: before it
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         key = request.headers.get("idempotency-key", "")
@@ -34,13 +35,14 @@ class KeptServerError(httpx.AsyncBaseTransport):
         error = {"statusCode": 500, "error": "Internal error", "correlationId": "c-500"}
         if key and key in self.failed_keys:
             return httpx.Response(500, json=error)  # Codat's replay of the kept answer
-        response = await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
         if key and self.fail(request):
             self.fail = lambda _: False  # once
             self.failed_keys.add(key)
-            await response.aread()
+            if self.work_done:
+                done = await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
+                await done.aread()
             return httpx.Response(500, json=error)
-        return response
+        return await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
 
 
 @pytest.fixture
@@ -77,6 +79,23 @@ async def test_a_kept_5xx_is_read_back_and_only_the_missing_is_redone(
     posts = [(p, k) for m, p, k in transport.keys if m == "POST" and p.endswith(path_end)]
     keys = [k for _, k in posts]
     assert len(keys) == len(set(keys))  # never the same key after a 500
+
+
+@pytest.mark.parametrize("path_end", ["/companies", "/connections"], ids=str)
+async def test_a_kept_5xx_that_did_nothing_is_sent_again_under_a_new_key(
+    kept_500: tuple[Service, KeptServerError], path_end: str
+) -> None:
+    service, transport = kept_500
+    transport.work_done = False
+    await add_customer(service.sessions, accounts=2)
+    transport.fail = lambda r: r.method == "POST" and r.url.path.endswith(path_end)
+
+    response = await click(service)
+
+    assert response.status_code == 302
+    assert len(service.sandbox.store.companies) == 1 and len(connections(service)) == 1
+    keys = [k for m, p, k in transport.keys if m == "POST" and p.endswith(path_end)]
+    assert len(keys) == 2 and len(set(keys)) == 2  # the kept 500 is not asked for again
 
 
 async def test_deleted_company_webhook_forgets_it_and_the_next_click_makes_three_calls(
@@ -134,8 +153,11 @@ async def test_deleted_company_found_by_a_404_is_recreated_on_the_same_click(
     assert len(connection.source_accounts) == 2
 
 
+@pytest.mark.parametrize(
+    "route", ["/companies", "/companies/{companyId}/connections"], ids=["company", "connection"]
+)
 async def test_a_request_still_in_progress_is_waited_on_then_try_again_in_a_moment(
-    database_url: str,
+    database_url: str, route: str
 ) -> None:
     await _truncate(database_url)
     async for service in start_service(database_url, connect_retry_budget_seconds=1.5):
@@ -147,7 +169,7 @@ async def test_a_request_still_in_progress_is_waited_on_then_try_again_in_a_mome
                 timeout_seconds=0.3,
                 still_running_seconds=3.0,
                 methods=("POST",),
-                routes=("/companies",),
+                routes=(route,),
             )
         )
         first = await click(service)
@@ -162,7 +184,8 @@ async def test_a_request_still_in_progress_is_waited_on_then_try_again_in_a_mome
         assert "in_progress" in statuses  # the same key, answered 409 while Codat worked
         assert again.status_code in (302, 503)
         assert second.status_code == 302
-        assert len(service.sandbox.store.companies) == 1  # the held request's company, once
+        # The held request's company (or connection), once.
+        assert len(service.sandbox.store.companies) == 1 and len(connections(service)) == 1
 
 
 async def test_already_exists_is_compared_and_a_rename_reaches_codat(service: Service) -> None:

@@ -324,6 +324,35 @@ async def test_lost_create_connection_response_is_adopted(
     assert len(connections(service)) == 1
 
 
+async def forget(service: Service, **columns: None) -> None:
+    """As if Codat's answer and the create's Idempotency-Key had both been lost."""
+    async with service.sessions() as session:
+        feed = await session.get(BankFeed, "cus-1")
+        assert feed is not None
+        for name in columns:
+            setattr(feed, name, None)
+        await session.commit()
+
+
+async def test_a_company_created_under_a_forgotten_key_is_adopted(service: Service) -> None:
+    await add_customer(service.sessions)
+    assert (await click(service)).status_code == 302
+    await forget(service, company_id=None, company_request_key=None)
+    again = await click(service)
+    assert again.status_code == 302
+    assert len(service.sandbox.store.companies) == 1  # found by its tag, not made twice
+    assert [c.method for c in service.codat_calls() if c.path == "/companies"].count("POST") == 1
+
+
+async def test_a_connection_created_under_a_forgotten_key_is_adopted(service: Service) -> None:
+    await add_customer(service.sessions)
+    assert (await click(service)).status_code == 302
+    await forget(service, connection_id=None, connection_request_key=None)
+    again = await click(service)
+    assert again.status_code == 302
+    assert len(connections(service)) == 1  # the one Codat holds, taken over
+
+
 async def test_link_to_a_foreign_host_is_never_followed(
     faulty: tuple[Service, FaultyCodat],
 ) -> None:

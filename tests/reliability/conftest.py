@@ -1,5 +1,5 @@
-"""Fixtures for the reliability proofs: each test records its figures, the session renders
-`docs/reliability.md` from them."""
+"""Fixtures for the reliability proofs: each test records its figures with its run's commit and
+its own time; a full run starts from none. `make reliability-report` renders the page."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.report import Result, Session
-from tests.reliability.report import main as render_report
+from tests.reliability.hostile import Tally
+from tests.reliability.report import Result, Run, clear_results
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 HERE = Path(__file__).parent
@@ -49,7 +49,16 @@ def record(request: pytest.FixtureRequest) -> Iterator[Record]:
     ) -> None:
         label = variant or param or "result"
         key = f"{proof}-{test}-{label}".replace("/", "_").replace(" ", "_")
-        result = Result(key=key, proof=proof, variant=label, figures=figures, test=test)
+        run = _THIS_RUN[0] if _THIS_RUN else None
+        result = Result(
+            key=key,
+            proof=proof,
+            variant=label,
+            figures=figures,
+            test=test,
+            run=run.id if run else "",
+            commit=run.commit if run else "",
+        )
         result.seconds = -1.0 if seconds is None else seconds
         results.append(result)
 
@@ -69,36 +78,60 @@ def record(request: pytest.FixtureRequest) -> Iterator[Record]:
         result.write()
 
 
+@pytest.fixture
+def tally(record: Record) -> Iterator[Tally]:
+    """A fuzz test's own counts; recorded when it ends if the test set `proof` and `figures`."""
+    counts = Tally()
+    yield counts
+    if counts.examples and counts.proof and counts.figures is not None:
+        record(counts.proof, counts.figures(counts), variant=counts.variant, seconds=counts.seconds)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 _RUN = {"started": time.monotonic(), "seconds": 0.0}  # this session, this directory
 _OUTCOMES: dict[str, int] = {}
+_DESELECTED: list[pytest.Item] = []
+_THIS_RUN: list[Run] = []
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _DESELECTED.extend(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the run; a full one (every reliability proof selected) starts from no results."""
+    mine = [i for i in session.items if Path(i.path).is_relative_to(HERE)]
+    if not mine:
+        return
+    files = {Path(i.path).name for i in mine}
+    full = files == {p.name for p in HERE.glob("test_*.py")} and not any(
+        Path(i.path).is_relative_to(HERE) for i in _DESELECTED
+    )
+    if full:
+        clear_results()
+    run = Run.begin(full=full, command=" ".join(["pytest", *session.config.invocation_params.args]))
+    run.write()
+    _THIS_RUN.append(run)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Count this directory's outcomes and time (the hook sees only its own tests)."""
     _RUN["seconds"] += report.duration
-    if report.when == "call" or (report.when == "setup" and not report.passed):
+    counted = report.when == "call" or (not report.passed and report.when == "setup")
+    if counted or (report.when == "teardown" and report.failed):
         _OUTCOMES[report.outcome] = _OUTCOMES.get(report.outcome, 0) + 1
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Note how the run went and render the page, if any reliability test ran."""
-    if not _OUTCOMES.get("passed", 0) + _OUTCOMES.get("failed", 0):
+    """Note how the run went. The page is written by `make reliability-report`, never here."""
+    if not _THIS_RUN:
         return
-    markexpr = session.config.getoption("markexpr") or ""
-    if not markexpr:
-        kind = "all"
-    else:
-        kind = "fast" if "not slow" in markexpr else "slow" if "slow" in markexpr else "other"
-    Session(
-        kind=kind,
-        command=" ".join(["pytest", *session.config.invocation_params.args]),
-        outcomes=dict(sorted(_OUTCOMES.items())),
-        seconds=round(_RUN["seconds"], 1),
-        session_seconds=round(time.monotonic() - _RUN["started"], 1),
-        finished_at=_now(),
-    ).write()
-    render_report([])
+    run = _THIS_RUN[0]
+    run.outcomes = dict(sorted(_OUTCOMES.items()))
+    run.seconds = round(_RUN["seconds"], 1)
+    run.session_seconds = round(time.monotonic() - _RUN["started"], 1)
+    run.finished_at = _now()
+    run.write()

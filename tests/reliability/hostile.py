@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -11,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import Base
 
-# Deterministic examples (the same on every run), one service shared by all of a test's examples.
+# New examples on every run, from the run's seed (printed by pytest-randomly at the top of the
+# run: `-p randomly -p "randomly_seed=N"` replays it); a failure prints its own reproduction
+# blob too. One service is shared by all of a test's examples.
 FUZZ = settings(
     max_examples=200,
     deadline=None,
-    derandomize=True,
+    print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -30,16 +34,31 @@ async def database_state(sessions: async_sessionmaker[AsyncSession]) -> dict[str
     return state
 
 
-class FuzzClock:
-    """When a fuzz test's first and last examples ran, per database, for the report."""
+class Tally:
+    """What one fuzz test's examples tried and got, and when its first and last ran: kept by
+    the test itself (the `tally` fixture), so its figures never depend on another test."""
 
     def __init__(self) -> None:
-        self.spans: dict[str, list[float]] = {}
+        self.tried: Counter[str] = Counter()
+        self.answers: Counter[int] = Counter()
+        self.slowest_ms = 0
+        self.span: list[float] = []
+        # Set by the test: what the report shows when it ends.
+        self.proof = ""
+        self.variant: str | None = None
+        self.figures: Callable[[Tally], dict[str, Any]] | None = None
 
-    def tick(self, key: str) -> None:
+    def tick(self) -> None:
         now = time.monotonic()
-        self.spans.setdefault(key, [now, now])[1] = now
+        self.span = [self.span[0] if self.span else now, now]
 
-    def seconds(self, key: str) -> float:
-        first, last = self.spans.get(key, [0.0, 0.0])
-        return round(last - first, 1)
+    @property
+    def examples(self) -> int:
+        return sum(self.answers.values())
+
+    @property
+    def seconds(self) -> float:
+        return round(self.span[1] - self.span[0], 1) if self.span else 0.0
+
+    def answered(self) -> dict[str, int]:
+        return {str(k): v for k, v in sorted(self.answers.items())}

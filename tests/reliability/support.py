@@ -17,6 +17,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.codat.client import InProcess
 from app.connect.tokens import mint_connect_token
 from app.db import utcnow
 from app.models import BankFeed, BankFeedConnection, SourceAccount
@@ -199,6 +200,33 @@ def calls_summary(calls: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(summary.items()))
 
 
+_CREATE_PATHS = {
+    "company": re.compile(r"/companies"),
+    "connection": re.compile(r"/companies/[^/]+/connections"),
+}
+DID_WORK_UNANSWERED = ("lost_response", "timeout")  # Codat did the work, the answer was lost
+
+
+def creates(calls: list[dict[str, Any]]) -> dict[str, int]:
+    """How many companies and connections Codat created, counted from its call log: each create
+    that ran (answered 2xx first time, or ran and lost its answer), never replays or refusals.
+
+    The sandbox's state cannot show a duplicate the client asked for twice under two keys as
+    anything but two objects; the call log shows every create that did work, whatever its key.
+    """
+    counted: Counter[str] = Counter({kind: 0 for kind in _CREATE_PATHS})
+    for call in calls:
+        if call["method"] != "POST":
+            continue
+        kind = next((k for k, p in _CREATE_PATHS.items() if p.fullmatch(call["path"])), None)
+        if kind is None:
+            continue
+        answered = 200 <= call["status"] < 300 and call.get("idempotency") is None
+        if answered or call.get("fault") in DID_WORK_UNANSWERED:
+            counted[kind] += 1
+    return dict(counted)
+
+
 def calls_json(sandbox: Any) -> list[dict[str, Any]]:
     """An in-process sandbox's call log in the shape `GET /_sandbox/calls` gives."""
     return [
@@ -220,9 +248,11 @@ class LinkRewriter(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self.sandbox: Any = None
         self.link_url: str | None = None
+        self.codat = InProcess()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await httpx.ASGITransport(app=self.sandbox).handle_async_request(request)
+        self.codat.app = self.sandbox
+        response = await self.codat.handle_async_request(request)
         if self.link_url is None or response.status_code >= 300:
             return response
         await response.aread()
@@ -231,6 +261,9 @@ class LinkRewriter(httpx.AsyncBaseTransport):
             return httpx.Response(response.status_code, content=response.content)
         data["linkUrl"] = self.link_url
         return httpx.Response(response.status_code, json=data)
+
+    async def aclose(self) -> None:
+        await self.codat.aclose()
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from app.codat.client import MAX_ATTEMPTS
 from app.db import utcnow
 from app.sandbox.faults import FaultConfig, FaultInjector
 from app.sandbox.state import ConnectionStatus
@@ -20,6 +21,9 @@ from tests.reliability.support import click, link_ids
 CUSTOMERS = 4
 WINDOW = 12.0  # seconds of outage watched
 RECONCILER_INTERVAL = 0.5  # seconds: the first backoff; it doubles on each failed round
+# Codat requests while one click or refresh runs: its own bounded attempts, plus the odd
+# reconciler round; a retry loop without a budget makes hundreds.
+RETRIES_BOUND = 3 * MAX_ATTEMPTS
 BUSY_LOOP_BOUND = 80  # requests in the window; a retry loop without backoff makes thousands
 
 
@@ -48,7 +52,10 @@ async def _outage(service: Service, record: Record) -> None:
     for customer_id in customers:
         await add_customer(service.sessions, customer_id, accounts=2)
         assert (await click(service.client, customer_id)).status_code == 302
-    await _wait_for(lambda: _reconciler_calls(service, utcnow() - timedelta(seconds=5)) > 0, 10)
+    polled = await _wait_for(
+        lambda: _reconciler_calls(service, utcnow() - timedelta(seconds=5)) > 0, 10
+    )
+    assert polled, "the reconciler never read Codat before the outage"
     faults: FaultInjector = service.app.state.sandbox_app.state.faults
     ops = service.ops_headers
 
@@ -70,14 +77,15 @@ async def _outage(service: Service, record: Record) -> None:
     first_half = sum(c.at < half for c in window_calls)
     second_half = len(window_calls) - first_half
 
-    began = time.monotonic()
+    began, before = time.monotonic(), len(service.sandbox.calls)
     page = await click(service.client, customers[1])
-    click_seconds = time.monotonic() - began
-    began = time.monotonic()
+    click_seconds, click_calls = time.monotonic() - began, len(service.sandbox.calls) - before
+    began, before = time.monotonic(), len(service.sandbox.calls)
     refreshed = await service.client.get(
         f"/ops/customers/{customers[1]}/bank-feed?refresh=true", headers=ops
     )
     refresh_seconds = time.monotonic() - began
+    refresh_calls = len(service.sandbox.calls) - before
 
     # Codat comes back, and meanwhile the customer connected in QuickBooks (no webhook sent).
     faults.configure(FaultConfig())
@@ -102,20 +110,24 @@ async def _outage(service: Service, record: Record) -> None:
                 h[:3] == (200, 200, 200) for h in health
             ),
             "- slowest round (ms)": round(max(h[3] for h in health) * 1000),
-            "a click during the outage": f"{page.status_code} in {click_seconds:.2f} s",
-            "ops refresh=true during it": f"{refreshed.status_code} in {refresh_seconds:.2f} s",
+            "a click during the outage": (
+                f"{page.status_code} in {click_seconds:.2f} s, {click_calls} Codat requests"
+            ),
+            "ops refresh=true during it": (
+                f"{refreshed.status_code} in {refresh_seconds:.2f} s, {refresh_calls} requests"
+            ),
             "recovered by itself (no click, no webhook)": recovered,
             "- seconds until the change was read": round(recovery, 1),
         },
     )
 
     assert all(h[:3] == (200, 200, 200) for h in health), health
-    assert max(h[3] for h in health) < 1.0
     assert len(window_calls) <= BUSY_LOOP_BOUND, len(window_calls)
     assert second_half <= first_half  # the reconciler backs off: fewer calls as it lasts
     assert all(c.status == 503 for c in window_calls)
-    assert page.status_code == 503 and click_seconds < 3
-    assert refreshed.status_code == 503 and refresh_seconds < 3
+    # Each gives up within its retry budget: a few requests to Codat, not a retry loop.
+    assert page.status_code == 503 and 0 < click_calls <= RETRIES_BOUND, click_calls
+    assert refreshed.status_code == 503 and 0 < refresh_calls <= RETRIES_BOUND, refresh_calls
     assert recovered, "the reconciler did not read Codat again after it came back"
     assert status.json()["connection_status"] == "Linked"
 

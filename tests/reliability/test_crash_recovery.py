@@ -1,14 +1,16 @@
-"""Proof 2: SIGKILL the service anywhere in the connect flow, restart it, click again: one
-company, one connection, each account once, nothing orphaned in Codat."""
+"""Proof 2: SIGKILL the service at each stage of the connect flow (a kill point armed in the
+service process), restart it, click again: one company, one connection, each account once,
+nothing orphaned in Codat."""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
+import signal
 import statistics
+import subprocess
 import time
 from collections import Counter
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.kill_points import CLICK_STAGES, ENV
 from app.models import BankFeed, SourceAccount
 from tests.conftest import _truncate
 from tests.factories import add_customer
@@ -25,6 +28,7 @@ from tests.reliability.support import (
     audit,
     calls_summary,
     click,
+    creates,
     link_ids,
     sandbox_admin,
     sandbox_process,
@@ -32,10 +36,9 @@ from tests.reliability.support import (
 )
 from tests.servers import Process, against_sandbox
 
-ROUNDS = 4
-CUSTOMERS_PER_ROUND = 6  # each customer is one trial: its flow is cut at its own random point
+KILLS_PER_STAGE = 3
 MAX_CLICKS = 5
-SEED = 4242
+# Where the kill left each trial, read back from Codat's side and ours.
 STAGES = (
     "before the company",
     "company in Codat, id not stored",
@@ -45,95 +48,85 @@ STAGES = (
     "accounts in Codat, not all marked pushed",
     "complete",
 )
+# The stage the kill must leave each armed point in (the read-back above agrees with the point).
+EXPECTED = {
+    "company requested": STAGES[0],
+    "company created": STAGES[1],
+    "company stored": STAGES[2],
+    "connection requested": STAGES[2],
+    "connection created": STAGES[3],
+    "connection stored": STAGES[4],
+    "accounts created": STAGES[5],
+    "committed": STAGES[6],
+}
 
 
 @pytest.mark.slow
-async def test_sigkill_anywhere_then_click_again(
+async def test_sigkill_at_every_stage_of_a_click_then_click_again(
     database_url: str, sessions: Any, tmp_path: Path, record: Record
 ) -> None:
-    rng = random.Random(SEED)
-    rounds = [[f"crash-{r}-{n}" for n in range(CUSTOMERS_PER_ROUND)] for r in range(ROUNDS + 1)]
-    for n, customer_id in enumerate(c for group in rounds for c in group):
+    """Each stage of the click is killed `KILLS_PER_STAGE` times, by a kill point armed in the
+    service process: the flow dies exactly there, then a restarted service finishes it."""
+    trials = {
+        f"crash-{n}-{k}": stage
+        for n, stage in enumerate(CLICK_STAGES)
+        for k in range(KILLS_PER_STAGE)
+    }
+    for n, customer_id in enumerate(trials):
         await add_customer(sessions, customer_id, accounts=1 + n % 3)
-    warm_up, trials = rounds[0], [c for group in rounds[1:] for c in group]
-    stages: Counter[str] = Counter()
-    cut_clicks = 0
-    kill_points: list[int] = []
+    killed: Counter[str] = Counter()
+    found: dict[str, str] = {}
     recoveries: list[float] = []
     recovery_pages: Counter[int] = Counter()
     finals: dict[str, httpx.Response] = {}
+    logs: list[str] = []
 
-    processes: list[Process] = []
-    with sandbox_process(tmp_path, "--latency-ms", "30", "--jitter-ms", "10") as sandbox:
+    with sandbox_process(tmp_path, "--latency-ms", "5") as sandbox:
         env = against_sandbox(sandbox)
-        running = ExitStack()
-
-        def start() -> Process:
-            process = running.enter_context(service_process(database_url, tmp_path, env))
-            processes.append(process)
-            return process
-
         async with httpx.AsyncClient(timeout=60) as client:
-            try:
-                process = start()
-                started = time.monotonic()
-                warm = await asyncio.gather(*(click(client, c, process.url) for c in warm_up))
-                assert [r.status_code for r in warm] == [302] * len(warm_up)
-                for group in rounds[1:]:
-                    # Kill after a random number of this round's Codat writes (3 per customer),
-                    # plus a random few ms, so the cut falls between any two steps of a flow.
-                    before = len(await sandbox_admin(client, sandbox, "calls"))
-                    target = rng.randrange(0, 3 * len(group))
-                    clicks = [
-                        asyncio.create_task(_click_after(client, process, c, rng.uniform(0, 0.1)))
-                        for c in group
-                    ]
-                    seen = await _wait_for_calls(client, sandbox, before + target)
-                    await asyncio.sleep(rng.uniform(0, 0.04))
-                    process.kill()  # SIGKILL: no shutdown, no finally, no lease released
-                    kill_points.append(seen - before)
-                    cut_clicks += sum(r is None for r in await asyncio.gather(*clicks))
-                    state = await sandbox_admin(client, sandbox, "state")
-                    for customer_id in group:
-                        stages[await _stage(sessions, state, customer_id)] += 1
-                    running.close()
-                    process = start()
-                    outcomes = await asyncio.gather(
-                        *(_until_redirect(client, process, c) for c in group)
-                    )
-                    for customer_id, (statuses, final, seconds) in zip(
-                        group, outcomes, strict=True
-                    ):
-                        recovery_pages.update(statuses)
-                        recoveries.append(seconds)
-                        finals[customer_id] = final
+            started = time.monotonic()
+            for customer_id, stage in trials.items():  # one armed service process each
+                with service_process(database_url, tmp_path, {**env, ENV: stage}) as armed:
+                    await _click_once(client, customer_id, armed)
+                    if _died_by_sigkill(armed):
+                        killed[stage] += 1
+                    logs.append(armed.log())
+                state = await sandbox_admin(client, sandbox, "state")
+                found[customer_id] = await _stage(sessions, state, customer_id)
+            with service_process(database_url, tmp_path, env) as process:
+                outcomes = await asyncio.gather(
+                    *(_until_redirect(client, process, c) for c in trials)
+                )
+                for customer_id, (statuses, final, seconds) in zip(trials, outcomes, strict=True):
+                    recovery_pages.update(statuses)
+                    recoveries.append(seconds)
+                    finals[customer_id] = final
                 pages = await asyncio.gather(
                     *(client.get(r.headers["location"]) for r in finals.values() if r.is_redirect)
                 )
-                state = await sandbox_admin(client, sandbox, "state")
-                calls = await sandbox_admin(client, sandbox, "calls")
-                elapsed = time.monotonic() - started
-            finally:
-                running.close()
-    logs = "".join(p.log() for p in processes)
+                logs.append(process.log())
+            state = await sandbox_admin(client, sandbox, "state")
+            calls = await sandbox_admin(client, sandbox, "calls")
+            elapsed = time.monotonic() - started
 
-    everyone = warm_up + trials
-    result = await audit(sessions, state, everyone)
+    result = await audit(sessions, state, list(trials))
+    created = creates(calls)
     feeds = await _feed_ids(sessions)
     wrong_link = [
         c
         for c, r in finals.items()
         if r.is_redirect and link_ids(r.headers["location"]) != feeds[c]
     ]
+    misplaced = {c: (trials[c], found[c]) for c in trials if found[c] != EXPECTED[trials[c]]}
     record(
         "crash",
         {
-            "trials (customers whose flow was cut)": len(trials),
-            "SIGKILLs (each followed by a restart)": len(kill_points),
-            "service processes": len(processes),
-            "Codat writes of the round seen before each kill": kill_points,
-            "clicks cut off by the kill": cut_clicks,
-            "where the kill found each trial": {s: stages[s] for s in STAGES if stages[s]},
+            "trials (one SIGKILL each, then a restart)": len(trials),
+            "SIGKILLs by stage": {s: killed[s] for s in CLICK_STAGES},
+            "where Codat and the database showed the kill had left each trial": dict(
+                sorted(Counter(found.values()).items(), key=lambda kv: STAGES.index(kv[0]))
+            ),
+            "kills not where they were armed": len(misplaced),
             "pages on the click after restart": {
                 str(k): v for k, v in sorted(recovery_pages.items())
             },
@@ -144,41 +137,35 @@ async def test_sigkill_anywhere_then_click_again(
             "Link pages loading (200)": sum(p.status_code == 200 for p in pages),
             "wall time (s)": round(elapsed, 1),
             **calls_summary(calls),
+            "companies created (Codat's call log)": created["company"],
+            "connections created (Codat's call log)": created["connection"],
             **result.figures(),
         },
     )
 
+    assert killed == dict.fromkeys(CLICK_STAGES, KILLS_PER_STAGE), killed
+    assert misplaced == {}
     assert all(r.status_code == 302 for r in finals.values()), recovery_pages
-    assert len(finals) == len(trials)
     assert [p.status_code for p in pages] == [200] * len(trials)
     assert wrong_link == []
     assert result.problems == {}
-    assert result.companies == result.connections == len(everyone)
-    assert "Traceback" not in logs
-    # The kills really landed inside flows, not only before or after them.
-    assert cut_clicks >= len(trials) // 3
-    assert sum(stages[s] for s in STAGES[1:-1]) >= len(trials) // 4, stages
+    assert result.companies == result.connections == len(trials)
+    assert created == {"company": len(trials), "connection": len(trials)}, created
+    assert "Traceback" not in "".join(logs)
     await _truncate(database_url)
 
 
-async def _wait_for_calls(client: httpx.AsyncClient, sandbox: Process, count: int) -> int:
-    """Poll the sandbox's call log until it holds `count` calls (or 10 s pass)."""
-    deadline = time.monotonic() + 10
-    while True:
-        seen = len(await sandbox_admin(client, sandbox, "calls"))
-        if seen >= count or time.monotonic() > deadline:
-            return seen
-        await asyncio.sleep(0.003)
+async def _click_once(client: httpx.AsyncClient, customer_id: str, process: Process) -> None:
+    with contextlib.suppress(httpx.TransportError):  # the process dies under it, as armed
+        await click(client, customer_id, process.url)
 
 
-async def _click_after(
-    client: httpx.AsyncClient, process: Process, customer_id: str, delay: float
-) -> int | None:
-    await asyncio.sleep(delay)
+def _died_by_sigkill(process: Process) -> bool:
+    """Whether the service process ended by SIGKILL (waits up to 10 s for it to end)."""
     try:
-        return (await click(client, customer_id, process.url)).status_code
-    except httpx.TransportError:
-        return None  # the process died under this click
+        return process.proc.wait(timeout=10) == -signal.SIGKILL
+    except subprocess.TimeoutExpired:
+        return False
 
 
 async def _until_redirect(

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,15 +26,11 @@ from tests.conftest import (
     start_service,
 )
 from tests.factories import add_customer
-from tests.reliability.conftest import Record
-from tests.reliability.hostile import FUZZ, FuzzClock, database_state
+from tests.reliability.hostile import FUZZ, Tally, database_state
 from tests.reliability.support import connect_token, db_name
 
 CUSTOMER = "cus-target"
 SECRET = CONNECT_SECRET.encode()
-TRIED: dict[str, Counter[str]] = {}  # per database: attack kind -> examples sent
-ANSWERS: dict[str, Counter[int]] = {}  # per database: status -> examples
-CLOCK = FuzzClock()
 
 
 def b64(data: bytes) -> str:
@@ -185,10 +180,11 @@ async def target(database_url: str) -> AsyncIterator[Service]:
 @settings(FUZZ, max_examples=250)
 @given(attack=ATTACKS, as_form=st.booleans())
 async def test_fuzzed_connect_tokens_never_redirect_or_change_state(
-    target: Service, database_url: str, attack: tuple[str, Any], as_form: bool
+    target: Service, database_url: str, tally: Tally, attack: tuple[str, Any], as_form: bool
 ) -> None:
-    tried = TRIED.setdefault(database_url, Counter())
-    CLOCK.tick(database_url)
+    tried = tally.tried
+    tally.tick()
+    tally.proof, tally.variant, tally.figures = "hostile", db_name(database_url), _figures
     kind, token = attack
     if kind == "bit flip":
         genuine = connect_token(CUSTOMER)
@@ -206,35 +202,28 @@ async def test_fuzzed_connect_tokens_never_redirect_or_change_state(
     else:
         response = await target.client.get("/connect-bank-feeds", params={"token": token})
 
-    ANSWERS.setdefault(database_url, Counter())[response.status_code] += 1
+    tally.answers[response.status_code] += 1
     assert response.status_code in (400, 401, 413, 422), (kind, response.status_code)
     assert "location" not in response.headers
     assert len(target.sandbox.calls) == calls
     assert await database_state(target.sessions) == before
 
 
-async def test_fuzz_figures_and_the_oracle_can_see_a_success(
-    target: Service, database_url: str, record: Record
-) -> None:
-    """Runs after the fuzz: reports what was tried, and shows a genuine token does redirect."""
-    tried = TRIED.get(database_url, Counter())
-    fuzz_seconds = CLOCK.seconds(database_url)
+def _figures(tally: Tally) -> dict[str, Any]:
+    tried = tally.tried
+    return {
+        "tokens sent": sum(v for k, v in tried.items() if "same token" not in k),
+        **{f"- {k}": v for k, v in sorted(tried.items())},
+        "answers": tally.answered(),
+    }
+
+
+async def test_the_token_oracle_can_see_a_success(target: Service) -> None:
+    """A genuine token does redirect, on the same service the fuzz uses."""
     genuine = await target.client.get(
         "/connect-bank-feeds", params={"token": connect_token(CUSTOMER)}
     )
-    record(
-        "hostile",
-        {
-            "tokens sent": sum(v for k, v in tried.items() if "same token" not in k),
-            **{f"- {k}": v for k, v in sorted(tried.items())},
-            "answers": {str(k): v for k, v in sorted(ANSWERS.get(database_url, {}).items())},
-            "a genuine token afterwards": genuine.status_code,
-        },
-        variant=db_name(database_url),
-        seconds=fuzz_seconds,
-    )
     assert genuine.status_code == 302
-    assert not tried or sum(tried.values()) >= 250  # the whole fuzz ran (or was deselected)
 
 
 async def test_a_used_jti_is_refused_even_raced_and_re_encoded(target: Service) -> None:

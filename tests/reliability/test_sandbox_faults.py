@@ -229,18 +229,25 @@ async def test_codat_limits_are_on_without_any_fault_configured(api: Any) -> Non
     assert sandbox_of(app).calls[-1].fault == "quota"
 
 
-async def test_latency_is_fixed_plus_jitter(api: Any) -> None:
+async def test_latency_is_fixed_plus_jitter(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request waits the fixed latency plus its own jitter, before it is handled: the
+    waits asked of the event loop are checked, not the wall clock (a busy machine adds to it)."""
     app, client = api
     injector_of(app).configure(FaultConfig(latency_ms=80, jitter_ms=40, seed=1))
-    durations = []
-    for _ in range(8):
-        started = time.monotonic()
-        await client.get("/companies")
-        durations.append(time.monotonic() - started)
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
 
-    assert min(durations) >= 0.08
-    assert max(durations) < 0.25
-    assert max(durations) - min(durations) > 0.005  # the jitter varies
+    async def noted_sleep(delay: float, *args: Any) -> Any:
+        waits.append(delay)
+        return await real_sleep(0, *args)
+
+    monkeypatch.setattr("app.sandbox.faults.asyncio.sleep", noted_sleep)
+    answers = [await client.get("/companies") for _ in range(8)]
+
+    assert [a.status_code for a in answers] == [200] * 8
+    assert len(waits) == 8 and all(0.08 <= w <= 0.12 for w in waits), waits
+    assert len(set(waits)) == 8  # the jitter varies
+    assert len(sandbox_of(app).calls) == 8
 
 
 # --- unanswered requests, in process ----------------------------------------------------------
@@ -353,12 +360,14 @@ async def test_get_and_delete_ignore_the_key(api: Any) -> None:
     assert first.json()["totalResults"] == 0 and second.json()["totalResults"] == 1
 
 
-def _gated_app(gate: asyncio.Event, statuses: list[int]) -> Any:
-    """An ASGI app that answers the next status of `statuses` once `gate` is set."""
+def _gated_app(gate: asyncio.Event, statuses: list[int], entered: asyncio.Event) -> Any:
+    """An ASGI app that sets `entered` when a request reaches it and answers the next status
+    of `statuses` once `gate` is set."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         message: Message = await receive()
         assert message["type"] == "http.request"
+        entered.set()
         await gate.wait()
         status = statuses.pop(0)
         await send({"type": "http.response.start", "status": status, "headers": []})
@@ -368,15 +377,15 @@ def _gated_app(gate: asyncio.Event, statuses: list[int]) -> Any:
 
 
 async def test_same_key_while_running_is_409_and_a_429_is_not_kept() -> None:
-    gate = asyncio.Event()
+    gate, entered = asyncio.Event(), asyncio.Event()
     statuses = [429, 201]
     store = IdempotencyStore(SandboxClock())
-    app = IdempotencyMiddleware(_gated_app(gate, statuses), store)
+    app = IdempotencyMiddleware(_gated_app(gate, statuses, entered), store)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://sandbox"
     ) as client:
         first = asyncio.create_task(client.post("/x", content=b"{}", headers=key("k-run")))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(entered.wait(), timeout=10)
         while_running = await client.post("/x", content=b"{}", headers=key("k-run"))
         gate.set()
         rate_limited = await first

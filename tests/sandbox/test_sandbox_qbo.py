@@ -197,9 +197,11 @@ async def test_disconnect_also_happens_on_a_timer(
     disconnect = connected.form_with_button("Disconnect")
     await browser.post(path_of(disconnect.action), data=disconnect.fields)
 
-    await asyncio.sleep(0.3)
-
     connection = sandbox.store.connection(ref.company_id, ref.connection_id)
+    deadline = asyncio.get_running_loop().time() + 10
+    while connection.status.value != "Unlinked":  # no request comes: only the timer can do it
+        assert asyncio.get_running_loop().time() < deadline, "the timer never fired"
+        await asyncio.sleep(0.02)
     assert connection.source_accounts["acc-1"].status.value == "disconnected"
     assert connection.status.value == "Unlinked"
 

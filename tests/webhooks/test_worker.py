@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import create_engine, session_factory, utcnow
@@ -43,21 +45,51 @@ class Flaky:
         return await HANDLERS[event.event_type](session, event)
 
 
-async def wait_until_due(service: Service) -> None:
+class WorkerClock:
+    """The worker's clock: stopped at its first reading, then moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        if self.now is None:
+            self.now = utcnow()
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> WorkerClock:
+    moved = WorkerClock()
+    monkeypatch.setattr("app.webhooks.worker.utcnow", moved)
+    return moved
+
+
+async def wait_until_due(service: Service, clock: WorkerClock) -> None:
+    """Move the worker's clock to the event's next attempt."""
     [row] = await events(service.sessions)
     assert row.next_attempt_at is not None
-    await asyncio.sleep(max((row.next_attempt_at - utcnow()).total_seconds(), 0) + 0.02)
+    clock.now = max(clock(), row.next_attempt_at)
 
 
-async def test_a_failure_is_retried_with_backoff_and_then_succeeds(service: Service) -> None:
+async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
+    """Poll `check` until it holds; fail if it does not within `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"not within {seconds} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_failure_is_retried_with_backoff_and_then_succeeds(
+    service: Service, clock: WorkerClock
+) -> None:
     await seed_feed(service.sessions)
     await deliver(service.client, CONNECTED)
     flaky = Flaky(2, message=f"cannot reach db with {WEBHOOK_SECRET}")
-    base = timedelta(seconds=0.5)  # room for a loaded machine between two calls
+    base = timedelta(seconds=0.5)
     worker = service.services.inbox_worker(
         handlers={"connection.connected": flaky}, retry_base_seconds=base.total_seconds()
     )
-    before = utcnow()
+    before = clock()
     await worker.run_once()
     [row] = await events(service.sessions)
     assert (row.status, row.attempts) == ("pending", 1)
@@ -71,15 +103,15 @@ async def test_a_failure_is_retried_with_backoff_and_then_succeeds(service: Serv
     await worker.run_once()  # not due yet: nothing happens
     assert flaky.calls == 1
 
-    await wait_until_due(service)
-    before = utcnow()
+    await wait_until_due(service, clock)
+    before = clock()
     await worker.run_once()
     [row] = await events(service.sessions)
     assert (row.status, row.attempts) == ("pending", 2)
     assert row.next_attempt_at is not None
     assert row.next_attempt_at - before >= 2 * base  # doubled
 
-    await wait_until_due(service)
+    await wait_until_due(service, clock)
     await worker.run_once()
     [row] = await events(service.sessions)
     assert (row.status, row.attempts, row.last_error) == ("handled", 3, None)
@@ -87,7 +119,7 @@ async def test_a_failure_is_retried_with_backoff_and_then_succeeds(service: Serv
     assert flaky.calls == 3
 
 
-async def test_gives_up_after_the_last_attempt(service: Service) -> None:
+async def test_gives_up_after_the_last_attempt(service: Service, clock: WorkerClock) -> None:
     await seed_feed(service.sessions)
     await deliver(service.client, CONNECTED)
     flaky = Flaky(99)
@@ -100,7 +132,7 @@ async def test_gives_up_after_the_last_attempt(service: Service) -> None:
         await worker.run_once()
         [row] = await events(service.sessions)
         if row.status == "pending":
-            await wait_until_due(service)
+            await wait_until_due(service, clock)
     [row] = await events(service.sessions)
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 3, None)
     assert row.last_error == "RuntimeError: database went away"
@@ -137,7 +169,9 @@ async def test_two_processes_handle_each_event_exactly_once(
     assert sum(made) >= 30
 
 
-async def test_an_abandoned_claim_is_taken_over_after_its_lease(service: Service) -> None:
+async def test_an_abandoned_claim_is_taken_over_after_its_lease(
+    service: Service, clock: WorkerClock
+) -> None:
     await seed_feed(service.sessions)
     await deliver(service.client, CONNECTED)
     [row] = await events(service.sessions)
@@ -148,7 +182,7 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease(service: Service
         assert not await inbox.claim(session, row.id, 0, utcnow(), timedelta(seconds=0.3))
     worker = service.services.inbox_worker()
     assert await worker.run_once() == 0
-    await wait_until_due(service)
+    await wait_until_due(service, clock)
     assert await worker.run_once() == 1
     [row] = await events(service.sessions)
     assert (row.status, row.attempts) == ("handled", 2)
@@ -162,11 +196,11 @@ async def test_a_restart_between_acceptance_and_handling_loses_nothing(database_
     async with running(
         database_url, fresh=False, run_background=True, webhook_poll_seconds=0.05
     ) as second:
-        for _ in range(100):
-            if [e.status for e in await events(second.sessions)] == ["handled"]:
-                break
-            await asyncio.sleep(0.05)
-        assert [e.status for e in await events(second.sessions)] == ["handled"]
+
+        async def handled() -> bool:
+            return [e.status for e in await events(second.sessions)] == ["handled"]
+
+        await wait_for(handled)
         assert (await feed(second.sessions)).connection_status == "Linked"
 
 
@@ -175,12 +209,20 @@ async def test_a_new_event_wakes_the_worker_without_waiting_for_the_poll(
 ) -> None:
     async with running(database_url, run_background=True, webhook_poll_seconds=60.0) as service:
         await seed_feed(service.sessions)
-        await asyncio.sleep(0.1)  # the worker has looked once and now waits up to a minute
-        started = asyncio.get_running_loop().time()
+        # A first event handled: the worker has looked, and now waits up to a minute.
+        pending = envelope("connection.connected", connection_payload("PendingAuth"), at(5))
+        assert (await deliver(service.client, pending)).status_code == 202
+
+        async def settled() -> bool:
+            return [e.status for e in await events(service.sessions)] == ["handled"]
+
+        await wait_for(settled)
         await deliver(service.client, CONNECTED)
-        while (await feed(service.sessions)).connection_status != "Linked":
-            assert asyncio.get_running_loop().time() - started < 5
-            await asyncio.sleep(0.02)
+
+        async def linked() -> bool:
+            return (await feed(service.sessions)).connection_status == "Linked"
+
+        await wait_for(linked)  # well within the minute the poll would have taken
 
 
 async def test_a_settled_write_wakes_the_push_job_once_it_is_committed(service: Service) -> None:
