@@ -10,6 +10,7 @@ from fastapi import Body, Path, Query, Request
 
 from app.deps import AccountId, CustomerId, ops_router, provided
 from app.errors import CONFLICT, NOT_FOUND, OPS_RESPONSES, ErrorOut, Unprocessable
+from app.models import MAX_ROW_ID
 from app.transactions.ingest import parse_body, read_items
 from app.transactions.listing import MAX_PAGE, PushFilters
 from app.transactions.rules import TransactionStatus
@@ -153,7 +154,7 @@ async def list_pushes(
 
 @router.post("/pushes/{push_id}:retry", response_model=PushOut, responses=NOT_FOUND | CONFLICT)
 async def retry_push(
-    push_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    push_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     service: TransactionsDep,
     body: Annotated[RetryIn | None, Body()] = None,
 ) -> PushOut:
@@ -163,7 +164,7 @@ async def retry_push(
 
 @router.post("/pushes/{push_id}:landed", response_model=PushOut, responses=NOT_FOUND | CONFLICT)
 async def push_landed(
-    push_id: Annotated[int, Path(ge=1, le=2**31 - 1)], service: TransactionsDep
+    push_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], service: TransactionsDep
 ) -> PushOut:
     """A TimedOut push whose transactions you found in QuickBooks' For review list: settled as
     pushed, never sent again."""
