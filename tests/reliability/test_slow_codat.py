@@ -73,7 +73,7 @@ async def test_a_click_gives_up_on_a_slow_codat_within_its_budget(
     assert health.status_code == 200
 
 
-_GAVE_UP = re.compile(r"reconciler: refreshing (\S+) failed \((\w+)\); backing off")
+_GAVE_UP = re.compile(r"reconciler: refreshing '([^']+)' failed \((\w+)\); backing off")
 
 
 @pytest.mark.slow
