@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bank_feeds import quota
 from app.bank_feeds.schemas import AccountOut, TransactionFeedOut
 from app.bank_feeds.statuses import CLOSED, DISCONNECTED
+from app.console.i18n import in_every_language
 from app.db import utcnow
 from app.models import BankTransaction, Customer, SourceAccount, TransactionPush
 from app.transactions.rules import HELD, REJECTED
@@ -208,7 +209,7 @@ def account_actions(
             AccountAction(
                 "retry_push",
                 f"{base}/pushes/{last.id}/retry",
-                {"en": "Retry the failed push", "fr": "Renvoyer l'envoi en échec"},
+                in_every_language("retry_push_button"),
             )
         )
     if feed is not None and (feed.counts.get(HELD) or feed.counts.get(REJECTED)):
@@ -216,7 +217,7 @@ def account_actions(
             AccountAction(
                 "requeue_transactions",
                 f"{base}/accounts/{account.id}/requeue",
-                {"en": "Requeue held transactions", "fr": "Remettre en file les opérations"},
+                in_every_language("requeue_button"),
             )
         )
     if account.pushed_at is not None and account.status not in (CLOSED, DISCONNECTED):
@@ -224,7 +225,7 @@ def account_actions(
             AccountAction(
                 "close_account",
                 f"{base}/accounts/{account.id}/close",
-                {"en": "Close…", "fr": "Fermer…"},
+                in_every_language("close_button"),
             )
         )
     return actions

@@ -166,6 +166,9 @@ TEXT: dict[str, dict[str, str]] = {
         "touched.",
         "close_confirm": "Close in Codat",
         "closed_done": "The account was closed in Codat.",
+        "retry_push_button": "Retry the failed push",
+        "requeue_button": "Requeue held transactions",
+        "close_button": "Close…",
         "push_retried": "The failed push's transactions are queued to be sent again.",
         "requeued": "The held and rejected transactions are queued again; QuickBooks' rules "
         "apply to them again.",
@@ -367,6 +370,9 @@ TEXT: dict[str, dict[str, str]] = {
         "changent pas.",
         "close_confirm": "Fermer chez Codat",
         "closed_done": "Le compte a été fermé chez Codat.",
+        "retry_push_button": "Renvoyer l'envoi en échec",
+        "requeue_button": "Remettre en file les opérations",
+        "close_button": "Fermer…",
         "push_retried": "Les opérations de l'envoi en échec seront renvoyées.",
         "requeued": "Les opérations retenues ou refusées sont remises en file ; les règles de "
         "QuickBooks s'appliquent à nouveau.",
@@ -512,3 +518,8 @@ def reason(lang: str, code: str, message: str, counts: Mapping[str, int]) -> str
     """The reason in the console's language; the rule's own message if the code is new."""
     template = REASONS[lang].get(code)
     return template.format(**counts) if template else message
+
+
+def in_every_language(key: str) -> dict[str, str]:
+    """One of the console's words, by language (for a button built outside a page)."""
+    return {lang: words[key] for lang, words in TEXT.items()}
