@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -26,6 +27,8 @@ from app.db import Base, JSONType, Money, UTCDateTime, utcnow
 # Our ids of customers and accounts: what the host app may use, within the 64-character columns.
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 MAX_ROW_ID = 2**31 - 1  # our integer keys are 32-bit on Postgres
+# An account the customer has still to connect: not closed, and not pushed or pending in Codat.
+WAITING_ACCOUNTS = "closed_at IS NULL AND (pushed_at IS NULL OR codat_status = 'pending')"
 
 
 class Customer(Base):
@@ -98,6 +101,16 @@ class SourceAccount(Base):
         CheckConstraint(
             "account_type in ('checking', 'savings', 'loan', 'creditCard', 'prepaidCard')",
             name="account_type",
+        ),
+        # The fleet's counts by account status read this index, not the wide rows.
+        Index("ix_source_accounts_status", "codat_status", "closed_at", "pushed_at"),
+        # Accounts still waiting on the customer (`statuses.account_waiting_sql`): the
+        # needs-action rule asks only these.
+        Index(
+            "ix_source_accounts_waiting",
+            "customer_id",
+            sqlite_where=text(WAITING_ACCOUNTS),
+            postgresql_where=text(WAITING_ACCOUNTS),
         ),
     )
 
@@ -185,6 +198,7 @@ class CodatEvent(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id"),
         Index("ix_codat_events_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_codat_events_received_at", "received_at"),  # the last one received
         CheckConstraint(
             "status in ('pending', 'handled', 'ignored', 'unmatched', 'failed')", name="status"
         ),
@@ -380,6 +394,14 @@ class TransactionPush(Base):
             ondelete="CASCADE",
         ),
         Index("ix_transaction_pushes_status_next_attempt_at", "status", "next_attempt_at"),
+        # The transactions pushed per day, for the console's chart.
+        Index(
+            "ix_transaction_pushes_succeeded",
+            "completed_at",
+            sqlite_where=text("status = 'success'"),
+            postgresql_where=text("status = 'success'"),
+            postgresql_include=["transaction_count"],
+        ),
         CheckConstraint(
             "status in ('sending', 'unconfirmed', 'pending', 'success', 'failed', 'timed_out')",
             name="status",
@@ -424,6 +446,12 @@ class BankTransaction(Base):
             ondelete="CASCADE",
         ),
         Index("ix_bank_transactions_account_status", "customer_id", "account_id", "status"),
+        Index(
+            "ix_bank_transactions_held",
+            "customer_id",
+            sqlite_where=text("status = 'held'"),
+            postgresql_where=text("status = 'held'"),
+        ),
         CheckConstraint(
             "status in ('pending', 'pushing', 'pushed', 'held', 'rejected')", name="status"
         ),

@@ -70,7 +70,7 @@ async def seed_events(dsn: str, customer_ids: list[str], count: int, seed: int =
     conn = await asyncpg.connect(dsn)
     try:
         await conn.copy_records_to_table("codat_events", records=rows, columns=EVENT_COLUMNS)
-        await conn.execute("ANALYZE codat_events")
+        await conn.execute("VACUUM ANALYZE codat_events")
     finally:
         await conn.close()
 

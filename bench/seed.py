@@ -188,7 +188,8 @@ async def seed_ops_population(
             await _copy(conn, "source_accounts", ACCOUNT_COLUMNS, account_rows)
             await _copy(conn, "bank_feeds", FEED_COLUMNS, feed_rows)
             await _copy(conn, "bank_feed_connections", FEED_CONNECTION_COLUMNS, history_rows)
-        await conn.execute("ANALYZE")
+        # As autovacuum would have by the time staff look: statistics and the visibility map.
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
     return OpsPopulation(ids, with_feed)

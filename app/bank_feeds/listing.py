@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import PydanticCustomError
-from sqlalchemy import ColumnElement, Select, case, exists, func, not_, select
+from sqlalchemy import ColumnElement, Select, case, exists, func, literal, not_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bank_feeds.schemas import BankFeedPage, BankFeedRow, BankFeedSummaryCounts
@@ -187,34 +187,62 @@ def _row(r: Any) -> BankFeedRow:
     )
 
 
-def _by_connection_status(matching: Select[Any] | None) -> Select[Any]:
-    columns = [
-        BankFeed.connection_status,
-        func.count(),
-        func.sum(case((needs_action(), 1), else_=0)),
-    ]
-    query = (
-        select(*columns)
-        .select_from(Customer)
-        .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
-        .group_by(BankFeed.connection_status)
+def _waiting_customers() -> Select[Any]:
+    """The customers with an account still waiting on them (an index of its own)."""
+    return select(SourceAccount.customer_id).where(account_waiting_sql())
+
+
+def _needs_action_flag() -> Any:
+    """1 when a row of customers joined to their bank feed must act, else 0; for aggregates,
+    where one pass over the waiting accounts beats a look-up per customer."""
+    return case((needs_action_sql(BankFeed.customer_id.in_(_waiting_customers())), 1), else_=0)
+
+
+def _connected_accounts() -> Select[Any]:
+    """`account_status_sql() == CONNECTED`, in a form the status index serves."""
+    return select(func.count()).where(
+        SourceAccount.closed_at.is_(None),
+        SourceAccount.pushed_at.is_not(None),
+        SourceAccount.codat_status == CONNECTED,
     )
-    return query if matching is None else query.where(Customer.id.in_(matching))
 
 
 def _tally(rows: Iterable[Any]) -> tuple[dict[str, int], int]:
     by_status: dict[str, int] = {}
     needs = 0
     for name, customers, needing, *_ in rows:
-        by_status[name or "none"] = by_status.get(name or "none", 0) + customers
+        by_status[name or "none"] = by_status.get(name or "none", 0) + int(customers)
         needs += int(needing or 0)
     return by_status, needs
+
+
+async def _fleet(session: AsyncSession) -> tuple[dict[str, int], int, int]:
+    """Everyone's counts in one query over the bank feeds: customers by connection status,
+    how many must act, and the connected accounts. A customer without a bank feed has no
+    connection yet, and must act."""
+    one = select(literal(1).label("one")).subquery("one")
+    feeds = one.outerjoin(BankFeed, true())  # one row even before the first bank feed
+    is_feed = BankFeed.customer_id.is_not(None)
+    query = select(
+        BankFeed.connection_status,
+        func.count(BankFeed.customer_id),
+        func.sum(case((is_feed, _needs_action_flag()), else_=0)),
+        select(func.count()).select_from(Customer).scalar_subquery(),
+        _connected_accounts().scalar_subquery(),
+    ).select_from(feeds)
+    rows = (await session.execute(query.group_by(BankFeed.connection_status))).all()
+    by_status, needs = _tally(rows)
+    without_feed = int(rows[0][3]) - sum(by_status.values())
+    if without_feed or "none" in by_status:
+        by_status["none"] = by_status.get("none", 0) + without_feed
+    return by_status, needs + without_feed, int(rows[0][4])
 
 
 async def connection_status_counts(session: AsyncSession) -> tuple[dict[str, int], int]:
     """Every customer by connection status (`none`: no connection yet), and how many of them
     must act."""
-    return _tally(await session.execute(_by_connection_status(None)))
+    by_status, needs, _ = await _fleet(session)
+    return by_status, needs
 
 
 async def account_status_counts(
@@ -233,15 +261,26 @@ async def account_status_counts(
 
 async def summarise(session: AsyncSession, matching: Select[Any] | None) -> BankFeedSummaryCounts:
     """The counts over the customers `matching` selects, or everyone's, in one query."""
-    connected = select(func.count()).where(account_status_sql() == CONNECTED)
-    if matching is not None:
-        connected = connected.where(SourceAccount.customer_id.in_(matching))
-    query = _by_connection_status(matching).add_columns(connected.scalar_subquery())
-    rows = (await session.execute(query)).all()
-    by_status, needs = _tally(rows)
+    if matching is None:
+        by_status, needs, connected = await _fleet(session)
+    else:
+        # The matching customers once, each with their connected accounts (read through the
+        # customer's own accounts: the matches are usually few), then counted.
+        connected_each = _connected_accounts().where(SourceAccount.customer_id == Customer.id)
+        found = matching.add_columns(
+            BankFeed.connection_status.label("status"),
+            _needs_action_flag().label("needs"),
+            connected_each.scalar_subquery().label("connected"),
+        ).subquery("matching")
+        query = select(
+            found.c.status, func.count(), func.sum(found.c.needs), func.sum(found.c.connected)
+        ).group_by(found.c.status)
+        rows = (await session.execute(query)).all()
+        by_status, needs = _tally(rows)
+        connected = sum(int(row[3] or 0) for row in rows)
     return BankFeedSummaryCounts(
         total_customers=sum(by_status.values()),
         by_connection_status=by_status,
-        connected_accounts=int(rows[0][3]) if rows else 0,
+        connected_accounts=connected,
         needs_customer_action=needs,
     )

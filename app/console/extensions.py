@@ -82,23 +82,25 @@ class AccountAction:
 
 async def pushed_transactions_per_day(session: AsyncSession, days: list[date]) -> list[int] | None:
     """Transactions pushed to Codat on each of `days` (UTC), for the overview's second chart;
-    None when there were none."""
+    None when there were none. Counted from the successful pushes (each settles all its
+    transactions at its completion), which are a thousandth as many rows as the transactions."""
     if not days:
         return []
-    pushed_at: Any = BankTransaction.pushed_at
+    completed_at: Any = TransactionPush.completed_at
     if session.get_bind().dialect.name == "postgresql":
-        pushed_at = func.timezone("UTC", pushed_at)  # the day in UTC, whatever the session's
-    day = func.date(pushed_at)
+        completed_at = func.timezone("UTC", completed_at)  # the day in UTC, whatever the session's
+    day = func.date(completed_at)
     rows = await session.execute(
-        select(day, func.count())
+        select(day, func.sum(TransactionPush.transaction_count))
         .where(
-            BankTransaction.pushed_at >= datetime.combine(min(days), time(), UTC),
-            BankTransaction.pushed_at
+            TransactionPush.status == "success",
+            TransactionPush.completed_at >= datetime.combine(min(days), time(), UTC),
+            TransactionPush.completed_at
             < datetime.combine(max(days) + timedelta(days=1), time(), UTC),
         )
         .group_by(day)
     )
-    counts = {str(d)[:10]: int(n) for d, n in rows.all()}
+    counts = {str(d)[:10]: int(n or 0) for d, n in rows.all()}
     per_day = [counts.get(d.isoformat(), 0) for d in days]
     return per_day if any(per_day) else None  # no chart of nothing
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from app.console.extensions import pushed_transactions_per_day
+from app.console.queries import chart_days
 from app.models import BankTransaction, ConsoleAuditEntry, TransactionPush
 from tests.conftest import Service
 from tests.console.support import csrf_of, sign_in
@@ -19,6 +21,23 @@ async def a_feed_with_problems(service: Service) -> None:
     now = service.services.console.now()
     await add_customer(service.sessions, "cus-1", name="Maple Street Bakery", accounts=1)
     async with service.sessions() as session:
+        session.add(
+            TransactionPush(
+                customer_id="cus-1",
+                account_id="cus-1-acc-0",
+                company_id="c",
+                connection_id="k",
+                idempotency_key="key-0",
+                body="{}",
+                status="success",
+                transaction_count=1,
+                last_date=now.date(),
+                last_balance=Decimal("957.90"),
+                requested_at=now - timedelta(minutes=1),
+                completed_at=now,
+                attempts=1,
+            )
+        )
         push = TransactionPush(
             customer_id="cus-1", account_id="cus-1-acc-0", company_id="c", connection_id="k",
             idempotency_key="key-1", body="{}", status="failed", transaction_count=1,
@@ -56,6 +75,41 @@ async def test_the_overview_and_the_customer_page_show_the_feed(service: Service
     assert "Flour delivery 1" in page.text and "Flour delivery 2" in page.text
 
 
+async def test_pushed_per_day_counts_the_successful_pushes_transactions(
+    service: Service,
+) -> None:
+    now = service.services.console.now()
+    await add_customer(service.sessions, "cus-1", name="Maple Street Bakery", accounts=1)
+    async with service.sessions() as session:
+        for n, (status, count, ago) in enumerate(
+            [("success", 1000, 0), ("success", 7, 0), ("success", 5, 2), ("failed", 40, 0)]
+        ):
+            at = now - timedelta(days=ago)
+            session.add(
+                TransactionPush(
+                    customer_id="cus-1",
+                    account_id="cus-1-acc-0",
+                    company_id="c",
+                    connection_id="k",
+                    idempotency_key=f"key-{n}",
+                    body="{}",
+                    status=status,
+                    transaction_count=count,
+                    last_date=at.date(),
+                    last_balance=Decimal("1"),
+                    requested_at=at,
+                    completed_at=at,
+                    attempts=1,
+                )
+            )
+        await session.commit()
+    days = chart_days(now.date())
+    async with service.sessions() as session:
+        per_day = await pushed_transactions_per_day(session, days)
+    assert per_day is not None
+    assert per_day[-1] == 1007 and per_day[-3] == 5 and sum(per_day) == 1012
+
+
 async def test_staff_retry_the_failed_push_and_requeue_held_transactions(
     service: Service,
 ) -> None:
@@ -65,7 +119,9 @@ async def test_staff_retry_the_failed_push_and_requeue_held_transactions(
     account = row(page, "account-cus-1-acc-0")
     assert "Retry the failed push" in account and "Requeue held transactions" in account
     async with service.sessions() as session:
-        push_id = await session.scalar(select(TransactionPush.id))
+        push_id = await session.scalar(
+            select(TransactionPush.id).where(TransactionPush.status == "failed")
+        )
 
     other = await service.client.post(
         f"/console/customers/cus-2/pushes/{push_id}/retry", data={"csrf": csrf_of(page.text)}
