@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import kill_points
 from app.bank_feeds import quota, rate_limit
 from app.bank_feeds.statuses import CONNECTED, live_connection
 from app.codat.client import CodatClient, retry_budget
@@ -238,6 +239,7 @@ class PushJob:
             if push is None:
                 push = await self._record_next(customer_id, account_id, report)
                 if push is not None:
+                    kill_points.reached("push recorded")
                     await self._send(push, report)
         finally:
             async with self.sessions() as session:
@@ -354,6 +356,7 @@ class PushJob:
             await session.flush()
             for row in batch:
                 row.status, row.push_id, row.updated_at = PUSHING, push.id, now
+            kill_points.reached("push recording")
             await session.commit()
             return push
 
@@ -381,6 +384,7 @@ class PushJob:
                 return
             await self._refused(push, exc)
             return
+        kill_points.reached("push answered")
         await self._apply(push, op, report)
 
     async def _apply(self, push: TransactionPush, op: PushOperation, report: PushReport) -> None:
