@@ -10,10 +10,11 @@ Per account, under its lease (one worker across replicas):
    - `pending`: read from Codat when no webhook has settled it after a while, within the
      background share of Codat's quota.
    - `timed_out`: read once more; never sent again unless operations say it did not land.
-2. Otherwise the account's pending transactions are checked against QuickBooks' rules (held,
-   with the reason, when they can no longer be sent), and up to 1,000, oldest first, are
-   recorded as a push (its body and key committed) before Codat is called. Codat's
-   `pushOperationKey` is committed the moment it answers.
+2. Otherwise (looked at again under the account's row lock, since a lease can lapse while
+   its holder still works) the account's pending transactions are checked against
+   QuickBooks' rules (held, with the reason, when they can no longer be sent), and up to
+   1,000, oldest first, are recorded as a push (its body and key committed) before Codat is
+   called. Codat's `pushOperationKey` is committed the moment it answers.
 """
 
 from __future__ import annotations
@@ -275,6 +276,8 @@ class PushJob:
         async with self.sessions() as session:
             state = await repo.get_feed(session, customer_id, account_id, lock=True)
             assert state is not None
+            if await repo.outstanding_push(session, customer_id, account_id) is not None:
+                return None  # another pusher's, recorded since this one looked: its lease lapsed
             feed = await session.get(BankFeed, customer_id, populate_existing=True)
             account = await session.get(
                 SourceAccount, (customer_id, account_id), populate_existing=True

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.codat.client import InProcess
@@ -34,6 +34,7 @@ from app.models import (
     TransactionFeed,
     TransactionPush,
 )
+from app.transactions.repository import OUTSTANDING
 from app.transactions.schemas import TransactionIn
 from tests.conftest import CONNECT_SECRET, WEBHOOK_SECRET
 from tests.servers import (
@@ -452,6 +453,27 @@ async def expire_leases(sessions: async_sessionmaker[AsyncSession], now: datetim
         )
         await session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def feed_settled(sessions: async_sessionmaker[AsyncSession], seconds: float) -> float:
+    """Seconds until no transaction waits and no push is outstanding (`seconds` at most)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        async with sessions() as session:
+            waiting = await session.scalar(
+                select(func.count())
+                .select_from(BankTransaction)
+                .where(BankTransaction.status != "pushed")
+            )
+            outstanding = await session.scalar(
+                select(func.count())
+                .select_from(TransactionPush)
+                .where(TransactionPush.status.in_(OUTSTANDING))
+            )
+        if waiting == 0 and outstanding == 0:
+            break
+        await asyncio.sleep(0.3)
+    return time.monotonic() - started
 
 
 async def sandbox_ledger(client: httpx.AsyncClient, sandbox: Process) -> list[dict[str, Any]]:

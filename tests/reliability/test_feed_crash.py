@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
 from app.kill_points import PUSH_STAGES
-from app.models import BankTransaction, TransactionFeed, TransactionPush
+from app.models import TransactionFeed, TransactionPush
 from app.sandbox.push import CREATE
 from app.transactions import repository as repo
 from app.transactions.schemas import TransactionIn
@@ -39,6 +39,7 @@ from tests.reliability.support import (
     feed_audit,
     feed_env,
     feed_sandbox_flags,
+    feed_settled,
     linked_feeds,
     sandbox_ledger,
     sandbox_process,
@@ -181,7 +182,7 @@ async def _run(
             tally.in_flight_made += await _codat_made(client, sandbox, account, first_id)
         tally.leases[stage] += await expire_leases(sessions, utcnow())
     pid = workers.start()
-    tally.recovered = await _until_settled(sessions)
+    tally.recovered = await feed_settled(sessions, SETTLE_SECONDS)
     workers.stop(pid)
     return tally
 
@@ -260,24 +261,3 @@ async def _codat_made(
             return 1
         await asyncio.sleep(0.1)
     return 0
-
-
-async def _until_settled(sessions: async_sessionmaker[AsyncSession]) -> float:
-    """Seconds until no transaction waits and no push is outstanding (`SETTLE_SECONDS` at most)."""
-    started = time.monotonic()
-    while time.monotonic() - started < SETTLE_SECONDS:
-        async with sessions() as session:
-            waiting = await session.scalar(
-                select(func.count())
-                .select_from(BankTransaction)
-                .where(BankTransaction.status != "pushed")
-            )
-            outstanding = await session.scalar(
-                select(func.count())
-                .select_from(TransactionPush)
-                .where(TransactionPush.status.in_(repo.OUTSTANDING))
-            )
-        if waiting == 0 and outstanding == 0:
-            break
-        await asyncio.sleep(0.3)
-    return time.monotonic() - started

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,9 +18,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.models import BankFeed, BankTransaction, TransactionPush
+from app.models import BankFeed, TransactionPush
 from app.sandbox.push import CREATE
-from app.transactions import repository as repo
 from tests.conftest import OPS_TOKEN, _truncate
 from tests.factories import add_customer
 from tests.reliability.conftest import Record
@@ -29,7 +28,9 @@ from tests.reliability.support import (
     feed_audit,
     feed_env,
     feed_sandbox_flags,
+    feed_settled,
     linked_feeds,
+    sandbox_admin,
     sandbox_ledger,
     sandbox_process,
     worker_process,
@@ -80,16 +81,20 @@ async def test_the_service_and_two_workers_push_each_account_once_at_a_time(
                             for n, (c, a) in enumerate(accounts)
                         )
                     )
-                settled = await _until_settled(sessions)
+                settled = await feed_settled(sessions, SETTLE_SECONDS)
                 elapsed = time.monotonic() - started
                 alive = [p.proc.poll() is None for p in (service, one, two)]
                 ledger = await sandbox_ledger(client, sandbox)
                 codat_pushes = await _codat_pushes(client, sandbox, sessions)
+                calls = await sandbox_admin(client, sandbox, "calls")
             logs = {"service": service.log(), "worker 1": one.log(), "worker 2": two.log()}
 
     result = await feed_audit(sessions, ledger, sent)
-    # The sandbox counts, per account, the most writes it held Pending at once.
+    # The sandbox counts, per account, the most writes it held Pending at once; and one push
+    # sent by two pushers at once comes back replayed, or refused while the first is running.
     overlapping = [a["accountId"] for a in ledger if a["mostOpenWrites"] > 1]
+    creates = [c for c in calls if c["method"] == "POST" and c["route"] == CREATE]
+    again = Counter(c["idempotency"] for c in creates if c["idempotency"])
     async with sessions() as session:
         pushes = await session.scalar(select(func.count()).select_from(TransactionPush))
     sent_by = {name: len(_PUSH_LINE.findall(text)) for name, text in logs.items()}
@@ -101,6 +106,9 @@ async def test_the_service_and_two_workers_push_each_account_once_at_a_time(
             "pushes in Codat": codat_pushes,
             "pushes in our database": pushes,
             "accounts with two pushes open at once in Codat": len(overlapping),
+            "creates Codat saw again under the same key (replayed, 409 in progress)": (
+                f"{again['replayed']}, {again['in_progress']}"
+            ),
             "time from the first request to all settled, s": round(elapsed, 1),
             "time to settle after the last request, s": round(settled, 1),
             **result.figures(),
@@ -110,6 +118,7 @@ async def test_the_service_and_two_workers_push_each_account_once_at_a_time(
 
     assert alive == [True, True, True]
     assert overlapping == []
+    assert len(creates) == codat_pushes and again == {}, again
     assert result.problems == {}
     assert result.written == result.transactions == sum(len(s.ids) for s in sent.values())
     assert codat_pushes == pushes
@@ -156,27 +165,6 @@ async def _post(
         sent.ids.append(item["id"])
         sent.dates.append(day)
         sent.amounts[item["id"]] = Decimal(item["amount"])
-
-
-async def _until_settled(sessions: async_sessionmaker[AsyncSession]) -> float:
-    """Seconds until no transaction waits and no push is outstanding (`SETTLE_SECONDS` at most)."""
-    started = time.monotonic()
-    while time.monotonic() - started < SETTLE_SECONDS:
-        async with sessions() as session:
-            waiting = await session.scalar(
-                select(func.count())
-                .select_from(BankTransaction)
-                .where(BankTransaction.status != "pushed")
-            )
-            outstanding = await session.scalar(
-                select(func.count())
-                .select_from(TransactionPush)
-                .where(TransactionPush.status.in_(repo.OUTSTANDING))
-            )
-        if waiting == 0 and outstanding == 0:
-            break
-        await asyncio.sleep(0.3)
-    return time.monotonic() - started
 
 
 async def _codat_pushes(
