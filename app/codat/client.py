@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
+from app import kill_points
 from app.codat import telemetry
 from app.codat.errors import (
     CodatConflict,
@@ -209,6 +210,7 @@ class CodatClient:
         content: str | None = None,
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """One Codat call, retried within the budget.
 
@@ -224,7 +226,7 @@ class CodatClient:
             body = {"content": content.encode()}
             headers["Content-Type"] = "application/json"
         async with self._slots.hold(path):
-            return await self._attempts(method, path, body, params, headers, write)
+            return await self._attempts(method, path, body, params, headers, write, extensions)
 
     async def _attempts(
         self,
@@ -234,6 +236,7 @@ class CodatClient:
         params: dict[str, Any] | None,
         headers: dict[str, str],
         write: bool,
+        extensions: dict[str, Any] | None = None,
     ) -> httpx.Response:
         attempt = waits = 0
         while True:
@@ -248,6 +251,7 @@ class CodatClient:
                     **body,
                     params=params,
                     headers=headers,
+                    extensions=extensions,
                     timeout=httpx.Timeout(
                         min(self._http.timeout.read or 10.0, remaining), connect=min(5.0, remaining)
                     ),
@@ -512,7 +516,12 @@ class CodatClient:
             f"/push/bankAccounts/{_seg(account_id)}/bankTransactions"
         )
         return await self._call(
-            PushOperation, "POST", path, content=body, idempotency_key=idempotency_key
+            PushOperation,
+            "POST",
+            path,
+            content=body,
+            idempotency_key=idempotency_key,
+            extensions=kill_points.in_flight("push in flight"),
         )
 
     async def get_push_operation(self, company_id: str, push_operation_key: str) -> PushOperation:

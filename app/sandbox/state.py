@@ -84,6 +84,8 @@ class SourceAccount:
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
     # What Codat holds for QuickBooks, in the order written.
     written: list[WrittenTransaction] = field(default_factory=list)
+    # The most writes to this account Codat has held Pending at once (a test's view).
+    most_open_writes: int = 0
     # The last time QuickBooks pulled from Codat (its daily pull, or the SMB's Update).
     qbo_pulled_at: datetime | None = None
 

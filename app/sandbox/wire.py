@@ -202,6 +202,7 @@ def ledger_json(company_id: str, connection_id: str, account: SourceAccount) -> 
         "accountId": account.id,
         "status": account.status.value,
         "balance": str(account.balance),
+        "mostOpenWrites": account.most_open_writes,
         "received": [
             {
                 "id": transaction_id,

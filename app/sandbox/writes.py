@@ -67,9 +67,15 @@ class BankTransactionWrites:
         times_out: bool = False,
     ) -> PushOperation:
         connection = self.store.connection(company_id, connection_id)
-        if account_id not in connection.source_accounts:
+        account = connection.source_accounts.get(account_id)
+        if account is None:
             raise not_found("Bank account", account_id)
         now = self.store.clock.now()
+        open_writes = 1 + sum(
+            p.account_id == account_id and p.connection_id == connection_id
+            for p in self._pending.values()
+        )
+        account.most_open_writes = max(account.most_open_writes, open_writes)
         pushes = self.store.company(company_id).pushes
         push = PushOperation(
             key=new_id(),

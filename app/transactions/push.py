@@ -10,10 +10,11 @@ Per account, under its lease (one worker across replicas):
    - `pending`: read from Codat when no webhook has settled it after a while, within the
      background share of Codat's quota.
    - `timed_out`: read once more; never sent again unless operations say it did not land.
-2. Otherwise the account's pending transactions are checked against QuickBooks' rules (held,
-   with the reason, when they can no longer be sent), and up to 1,000, oldest first, are
-   recorded as a push (its body and key committed) before Codat is called. Codat's
-   `pushOperationKey` is committed the moment it answers.
+2. Otherwise (looked at again under the account's row lock, since a lease can lapse while
+   its holder still works) the account's pending transactions are checked against
+   QuickBooks' rules (held, with the reason, when they can no longer be sent), and up to
+   1,000, oldest first, are recorded as a push (its body and key committed) before Codat is
+   called. Codat's `pushOperationKey` is committed the moment it answers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import kill_points
 from app.bank_feeds import quota, rate_limit
 from app.bank_feeds.statuses import CONNECTED, live_connection
 from app.codat.client import CodatClient, retry_budget
@@ -238,6 +240,7 @@ class PushJob:
             if push is None:
                 push = await self._record_next(customer_id, account_id, report)
                 if push is not None:
+                    kill_points.reached("push recorded")
                     await self._send(push, report)
         finally:
             async with self.sessions() as session:
@@ -273,6 +276,8 @@ class PushJob:
         async with self.sessions() as session:
             state = await repo.get_feed(session, customer_id, account_id, lock=True)
             assert state is not None
+            if await repo.outstanding_push(session, customer_id, account_id) is not None:
+                return None  # another pusher's, recorded since this one looked: its lease lapsed
             feed = await session.get(BankFeed, customer_id, populate_existing=True)
             account = await session.get(
                 SourceAccount, (customer_id, account_id), populate_existing=True
@@ -354,6 +359,7 @@ class PushJob:
             await session.flush()
             for row in batch:
                 row.status, row.push_id, row.updated_at = PUSHING, push.id, now
+            kill_points.reached("push recording")
             await session.commit()
             return push
 
@@ -381,6 +387,7 @@ class PushJob:
                 return
             await self._refused(push, exc)
             return
+        kill_points.reached("push answered")
         await self._apply(push, op, report)
 
     async def _apply(self, push: TransactionPush, op: PushOperation, report: PushReport) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import kill_points
 from app.codat.transactions import PushOperation, ValidationItem
 from app.events.outbox import emit_transactions
 from app.models import SourceAccount, TransactionPush
@@ -102,6 +103,7 @@ async def settle_success(
         await emit_transactions(
             session, "pushed", push.customer_id, push.account_id, [r.id for r in rows]
         )
+    kill_points.reached("push settling")
 
 
 async def settle_failure(

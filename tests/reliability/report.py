@@ -92,6 +92,26 @@ PROOFS: list[tuple[str, str, str]] = [
         "on the try-again page and a background job logs a timeout and backs off, each before "
         "the late answer could arrive.",
     ),
+    (
+        "feed crash",
+        "9. The transaction feed: a crash anywhere in a push",
+        "A `bankfeeds worker` SIGKILLs itself at each stage of a push (before the push is "
+        "stored, after it before the call, with the request sent and its answer not read, "
+        "after Codat answered before its key was stored, while Codat's Success is applied), "
+        "{SIGKILL trials (each restart armed at the next stage)} times, each restart armed at "
+        "the next stage, then one runs unarmed: of {transactions ingested} transactions Codat "
+        "wrote {transactions written in Codat}, with {duplicates in Codat} duplicates, "
+        "{lost (never written)} lost and {out of order accounts} accounts out of order.",
+    ),
+    (
+        "feed replicas",
+        "10. The transaction feed on replicas",
+        "The service and two `bankfeeds worker` processes push {accounts} accounts' "
+        "{transactions ingested} transactions on one Postgres: "
+        "{accounts with two pushes open at once in Codat} accounts ever had two pushes open at "
+        "once in Codat, the sum in Codat ({sum in Codat}) is the sum ingested ({sum ingested}), "
+        "with {duplicates in Codat} duplicates.",
+    ),
 ]
 
 

@@ -3,26 +3,50 @@ compares the sandbox (Codat) with the database after the dust settles."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.codat.client import InProcess
 from app.connect.tokens import mint_connect_token
 from app.db import utcnow
-from app.models import BankFeed, BankFeedConnection, SourceAccount
-from tests.conftest import CONNECT_SECRET
-from tests.servers import SANDBOX_KEY, Process, _spawn, free_port, run_service, sandbox_headers
+from app.models import (
+    BankFeed,
+    BankFeedConnection,
+    BankTransaction,
+    SourceAccount,
+    TransactionFeed,
+    TransactionPush,
+)
+from app.transactions.repository import OUTSTANDING
+from app.transactions.schemas import TransactionIn
+from tests.conftest import CONNECT_SECRET, WEBHOOK_SECRET
+from tests.servers import (
+    SANDBOX_KEY,
+    Process,
+    _spawn,
+    against_sandbox,
+    free_port,
+    run_service,
+    sandbox_headers,
+    service_env,
+)
 
 _LINK_IDS = re.compile(r"/companies/([^/?#]+)/connections/([^/?#]+)/start")
 CUSTOMER_TAG = "bankfeedsCustomerId"
@@ -293,3 +317,277 @@ def browser_target(location: str, base: str) -> tuple[str, str]:
     if not host.startswith("["):
         host = host.partition(":")[0]
     return scheme, unquote(host).lower().rstrip(".")
+
+
+# --- the transaction feed ----------------------------------------------------------------------
+
+
+@contextmanager
+def worker_process(database_url: str, workdir: Path, env: dict[str, str]) -> Iterator[Process]:
+    """`bankfeeds worker` in its own process (no HTTP, so no url); stopped on exit."""
+    log_path = workdir / f"worker-{free_port()}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=workdir,
+            env=service_env(database_url, free_port(), **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Process("", proc, log_path)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def feed_env(sandbox: Process) -> dict[str, str]:
+    """A pusher against a sandbox process, quick about it: no wait after arrival, Codat's
+    Pending writes read back soon after."""
+    return {
+        **against_sandbox(sandbox),
+        "TRANSACTIONS_PUSH_DELAY_SECONDS": "0",
+        "TRANSACTIONS_POLL_AFTER_SECONDS": "0.3",
+        "BACKGROUND_RETRY_BUDGET_SECONDS": "10",
+    }
+
+
+def feed_sandbox_flags(service_url: str) -> list[str]:
+    """A sandbox whose webhooks reach the service and whose writes stay Pending a moment."""
+    return [
+        "--webhook-url",
+        f"{service_url}/webhooks/codat",
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--push-delay",
+        "0.2",
+    ]
+
+
+def _form_value(html: str, pattern: str) -> str:
+    match = re.search(pattern, html)
+    assert match is not None, f"{pattern!r} not in the page"
+    return match.group(1)
+
+
+async def connect_in_quickbooks(
+    client: httpx.AsyncClient, link_url: str, start_days_back: int
+) -> None:
+    """What the customer does at a sandbox process: the Link page's one-time credentials, then
+    QuickBooks, every account connected from `start_days_back` days before Codat's today."""
+    assert (await client.get(link_url)).status_code == 200
+    otp = parse_qs(urlsplit(link_url).query)["otp"][0]
+    base = link_url.split("/link/")[0]
+    credentials = await client.post(
+        link_url.split("/start?")[0] + "/credentials", data={"otp": otp, "lang": "en"}
+    )
+    assert credentials.status_code == 200, credentials.text
+    chosen = await client.post(
+        f"{base}/qbo/sign-in",
+        data={
+            "username": _form_value(credentials.text, r'id="username">([^<]+)<'),
+            "password": _form_value(credentials.text, r'id="password">([^<]+)<'),
+        },
+    )
+    assert chosen.status_code == 200, chosen.text
+    today = date.fromisoformat(
+        _form_value(chosen.text, r'name="start_date" type="date" value="([^"]+)"')
+    )
+    connected = await client.post(
+        f"{base}/qbo/connect",
+        data={
+            "session": _form_value(chosen.text, r'name="session" value="([^"]*)"'),
+            "account": re.findall(r'name="account" value="([^"]+)"', chosen.text),
+            "start_date": (today - timedelta(days=start_days_back)).isoformat(),
+        },
+    )
+    assert connected.status_code == 200, connected.text
+
+
+async def linked_feeds(
+    sessions: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    service: Process,
+    customer_ids: list[str],
+    start_days_back: int,
+    seconds: float = 60.0,
+) -> date:
+    """Each customer clicks Connect on the service process and connects every account in
+    QuickBooks; back when Codat's webhooks have told the service they are connected. Returns
+    the feed start date (Codat's today less `start_days_back`)."""
+    for customer_id in customer_ids:
+        response = await click(client, customer_id, service.url)
+        assert response.status_code == 302, response.text
+        await connect_in_quickbooks(client, response.headers["location"], start_days_back)
+    deadline = time.monotonic() + seconds
+    while True:
+        async with sessions() as session:
+            accounts = list(
+                (
+                    await session.execute(
+                        select(SourceAccount).where(SourceAccount.customer_id.in_(customer_ids))
+                    )
+                ).scalars()
+            )
+        if accounts and all(a.codat_status == "connected" for a in accounts):
+            starts = {a.feed_start_date for a in accounts}
+            assert len(starts) == 1 and None not in starts, starts
+            start = starts.pop()
+            assert start is not None
+            return start
+        assert time.monotonic() < deadline, [(a.id, a.codat_status) for a in accounts]
+        await asyncio.sleep(0.2)
+
+
+async def expire_leases(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
+    """A killed pusher's leases, aged past their TTL (what waiting it out would do): how many."""
+    async with sessions() as session:
+        result = await session.execute(
+            update(TransactionFeed)
+            .where(TransactionFeed.locked_until > now)
+            .values(locked_until=now - timedelta(seconds=1))
+        )
+        await session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def feed_settled(sessions: async_sessionmaker[AsyncSession], seconds: float) -> float:
+    """Seconds until no transaction waits and no push is outstanding (`seconds` at most)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        async with sessions() as session:
+            waiting = await session.scalar(
+                select(func.count())
+                .select_from(BankTransaction)
+                .where(BankTransaction.status != "pushed")
+            )
+            outstanding = await session.scalar(
+                select(func.count())
+                .select_from(TransactionPush)
+                .where(TransactionPush.status.in_(OUTSTANDING))
+            )
+        if waiting == 0 and outstanding == 0:
+            break
+        await asyncio.sleep(0.3)
+    return time.monotonic() - started
+
+
+async def sandbox_ledger(client: httpx.AsyncClient, sandbox: Process) -> list[dict[str, Any]]:
+    """`GET /_sandbox/ledger`: each account's transactions as Codat received and wrote them,
+    with exact amounts."""
+    response = await client.get(f"{sandbox.url}/_sandbox/ledger", headers=sandbox_headers())
+    response.raise_for_status()
+    accounts: list[dict[str, Any]] = json.loads(response.text, parse_float=Decimal)["accounts"]
+    return accounts
+
+
+@dataclass
+class Sent:
+    """What the bank sent one account, in the order the feed must write it."""
+
+    ids: list[str] = field(default_factory=list)
+    dates: list[date] = field(default_factory=list)
+    amounts: dict[str, Decimal] = field(default_factory=dict)
+
+    def add(self, items: list[TransactionIn]) -> None:
+        for item in items:
+            self.ids.append(item.id)
+            self.dates.append(item.date)
+            self.amounts[item.id] = item.amount
+
+    def in_order(self) -> list[str]:
+        """By date, then in the order they arrived."""
+        order = sorted(range(len(self.ids)), key=lambda n: (self.dates[n], n))
+        return [self.ids[n] for n in order]
+
+
+@dataclass
+class FeedAudit:
+    """Codat's ledger against what was ingested and what the database says. Every list is a
+    problem; a good run has them all empty."""
+
+    accounts: int = 0
+    transactions: int = 0
+    written: int = 0
+    ingested_sum: Decimal = Decimal(0)
+    codat_sum: Decimal = Decimal(0)
+    duplicates: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    strangers: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)
+    not_pushed: list[str] = field(default_factory=list)
+    unsettled_pushes: list[str] = field(default_factory=list)
+    leases_held: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> dict[str, list[str]]:
+        names = (
+            "duplicates",
+            "lost",
+            "strangers",
+            "out_of_order",
+            "not_pushed",
+            "unsettled_pushes",
+            "leases_held",
+        )
+        found = {n: getattr(self, n)[:10] for n in names if getattr(self, n)}
+        if self.codat_sum != self.ingested_sum:
+            found["sums"] = [f"Codat {self.codat_sum} != ingested {self.ingested_sum}"]
+        return found
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "accounts": self.accounts,
+            "transactions ingested": self.transactions,
+            "transactions written in Codat": self.written,
+            "sum ingested": str(self.ingested_sum),
+            "sum in Codat": str(self.codat_sum),
+            "duplicates in Codat": len(self.duplicates),
+            "lost (never written)": len(self.lost),
+            "out of order accounts": len(self.out_of_order),
+            "not pushed in our database": len(self.not_pushed),
+        }
+
+
+async def feed_audit(
+    sessions: async_sessionmaker[AsyncSession],
+    ledger: list[dict[str, Any]],
+    sent: dict[str, Sent],
+) -> FeedAudit:
+    """Each account's ledger in Codat against what the bank sent it: every transaction received
+    and written exactly once, in order, the sums equal; our rows pushed, our pushes settled."""
+    result = FeedAudit(accounts=len(sent))
+    by_account = {a["accountId"]: a for a in ledger}
+    for account_id, bank in sent.items():
+        result.transactions += len(bank.ids)
+        result.ingested_sum += sum(bank.amounts.values(), Decimal(0))
+        account = by_account.get(account_id, {"received": [], "written": []})
+        received = {r["id"]: r["received"] for r in account["received"]}
+        written = [w["id"] for w in account["written"]]
+        result.written += len(written)
+        result.codat_sum += sum((Decimal(w["amount"]) for w in account["written"]), Decimal(0))
+        times = Counter(written)
+        result.duplicates += [
+            f"{account_id}/{i}" for i in bank.ids if received.get(i, 0) > 1 or times[i] > 1
+        ]
+        result.lost += [f"{account_id}/{i}" for i in bank.ids if i not in times]
+        result.strangers += [f"{account_id}/{i}" for i in times if i not in bank.amounts]
+        if list(dict.fromkeys(written)) != bank.in_order():
+            result.out_of_order.append(account_id)
+    now = utcnow()
+    async with sessions() as session:
+        rows = await session.execute(
+            select(BankTransaction.account_id, BankTransaction.id, BankTransaction.status)
+        )
+        result.not_pushed = [f"{a}/{i}: {s}" for a, i, s in rows if s != "pushed"]
+        pushes = await session.execute(select(TransactionPush.id, TransactionPush.status))
+        result.unsettled_pushes = [f"push {i}: {s}" for i, s in pushes if s != "success"]
+        feeds = await session.execute(
+            select(TransactionFeed.account_id).where(TransactionFeed.locked_until > now)
+        )
+        result.leases_held = list(feeds.scalars())
+    return result

@@ -364,6 +364,27 @@ async def test_transaction_ids_are_unique_across_the_company(
     assert received == {"t-1": 1, "t-7": 2}
 
 
+async def test_the_ledger_shows_the_most_writes_an_account_had_pending_at_once(
+    api: httpx.AsyncClient, sandbox: Sandbox, ref: ConnectionRef
+) -> None:
+    today = _today(sandbox)
+
+    async def most_open(account: str) -> int:
+        ledger = (await api.get("/_sandbox/ledger", params={"accountId": account})).json()
+        return int(ledger["accounts"][0]["mostOpenWrites"])
+
+    await write(api, ref, push_body([transaction("t-1", today, "-5", "95")]))
+    await settle(api)
+    await write(api, ref, push_body([transaction("t-2", today, "-5", "90")]))
+    other = push_body([transaction("t-3", today, "-5", "95")], account="acc-2")
+    await write(api, ref, other)
+    assert (await most_open("acc-1"), await most_open("acc-2")) == (1, 1)  # one after another
+
+    await write(api, ref, push_body([transaction("t-4", today, "-5", "85")]))
+    await settle(api)
+    assert (await most_open("acc-1"), await most_open("acc-2")) == (2, 1)
+
+
 @pytest.mark.parametrize("state", ["disconnected", "disconnecting", "unlinked", "pending"])
 async def test_a_write_to_an_account_that_is_not_connected_fails(
     api: httpx.AsyncClient, sandbox: Sandbox, ref: ConnectionRef, state: str

@@ -311,3 +311,20 @@ async def test_an_account_waiting_on_its_push_is_not_polled_in_a_loop(feed: Feed
     feed.clock.advance(minutes=6)
     await feed.job.run_once()  # polled: Success, and txn-2 goes at once
     assert sent_ids(feed) == ["txn-2"]
+
+
+async def test_a_pusher_whose_lease_lapsed_records_no_second_push_while_one_is_out(
+    feed: Feed,
+) -> None:
+    """The lease keeps one pusher on an account; should it lapse while its holder still works,
+    a second pusher that gets the account's row still records nothing beside an outstanding
+    push: Codat never holds two of one account's writes at once."""
+    await feed.add(*(item(n) for n in range(1500)))
+    await feed.job.run_once()  # 1,000 sent, still Pending in Codat
+    other = build_feed(feed.sessions).job  # another replica, the same database
+    other.clock = feed.clock
+
+    assert await other._record_next(CUSTOMER, ACCOUNT, PushReport()) is None
+    assert len(await feed.pushes()) == 1
+    assert len([c for c in feed.codat.calls if c.method == "POST"]) == 1
+    await other.codat.aclose()
