@@ -61,6 +61,28 @@ async def test_a_timed_out_push_is_retried_only_when_it_did_not_land(feed: Feed)
         await feed.service.confirm_landed(push.id)  # retried: it is not settled twice
 
 
+async def test_a_timed_out_push_retried_by_operations_no_longer_holds_the_account(
+    feed: Feed,
+) -> None:
+    outcomes = iter(["TimedOut", "Success"])
+    feed.codat.answer = lambda body: next(outcomes)
+    await feed.add(item(1))
+    await feed.job.run_once()
+    feed.clock.advance(minutes=6)
+    await feed.job.run_once()  # read once more: still TimedOut, left to operations
+    (push,) = await feed.pushes()
+    assert push.status == "timed_out" and push.next_attempt_at is None
+    await feed.service.retry(push.id, not_landed=True)
+    await feed.job.run_once()
+    assert len(feed.codat.created) == 2, "the retried push still holds the account"
+    assert [t["id"] for t in feed.codat.created[-1]["transactions"]] == ["txn-1"]
+    assert await status_of(feed, "txn-1") == ("pushed", None)
+    gets = len([c for c in feed.codat.calls if c.method == "GET"])
+    feed.clock.advance(hours=2)
+    await feed.job.run_once()
+    assert len([c for c in feed.codat.calls if c.method == "GET"]) == gets  # not read again
+
+
 async def test_a_timed_out_push_found_in_quickbooks_is_settled_as_pushed(feed: Feed) -> None:
     feed.codat.answer = lambda body: "TimedOut"
     await feed.add(item(1))
