@@ -92,6 +92,36 @@ PROOFS: list[tuple[str, str, str]] = [
         "on the try-again page and a background job logs a timeout and backs off, each before "
         "the late answer could arrive.",
     ),
+    (
+        "feed storm",
+        "9. The transaction feed through a fault storm",
+        "{accounts} accounts send {transactions sent by the bank} transactions over "
+        "{days on the movable clock} days while Codat answers {faults asked for}; operations "
+        "decide each TimedOut push from QuickBooks. Codat's ledger shows "
+        "{transactions written in QuickBooks} written, {written twice} twice, {never written} "
+        "never, {accounts written out of order} accounts out of order and "
+        "{accounts whose balance is not the last transaction's} with a balance other than "
+        "their last transaction's.",
+    ),
+    (
+        "feed outage",
+        "10. The transaction feed while Codat is down for an hour",
+        "Codat is down for {Codat down (simulated minutes)} simulated minutes while "
+        "transactions keep arriving; the backlog of {backlog when Codat came back} drains "
+        "oldest first in {drained in (simulated minutes)} simulated minutes, with "
+        "{background Codat requests that day} background requests that day against a share "
+        "of {background share of the day's quota}, and {QuickBooks rules broken} QuickBooks "
+        "rules broken.",
+    ),
+    (
+        "feed disconnect",
+        "11. An account disconnected in QuickBooks",
+        "The customer disconnects an account in QuickBooks: it is flagged after "
+        "{writes to it until then} refused write, while Codat still says it is "
+        "{Codat's status for it when flagged}; {writes to it in the next simulated hours} "
+        "writes follow in the next simulated hours, its transactions wait, and they flow once "
+        "it is connected again.",
+    ),
 ]
 
 

@@ -30,6 +30,23 @@ FIGURES = {
     "background requests": 10,
     "background share": 250,
     "429 for quota": 0,
+    "accounts": 200,
+    "transactions sent by the bank": 50000,
+    "days on the movable clock": 2,
+    "transactions written in QuickBooks": 50000,
+    "written twice": 0,
+    "never written": 0,
+    "accounts written out of order": 0,
+    "accounts whose balance is not the last transaction's": 0,
+    "Codat down (simulated minutes)": 60,
+    "backlog when Codat came back": 6871,
+    "drained in (simulated minutes)": 62,
+    "background Codat requests that day": 354,
+    "background share of the day's quota": 500,
+    "QuickBooks rules broken": 0,
+    "writes to it until then": 1,
+    "Codat's status for it when flagged": "connected",
+    "writes to it in the next simulated hours": 0,
 }
 
 

@@ -352,7 +352,5 @@ async def test_a_write_in_the_history_naming_no_account_is_not_taken_while_anoth
     pushes = {p.account_id: p for p in await feed.pushes()}
     assert pushes[ACCOUNT].push_operation_key == key and pushes[ACCOUNT].status == "success"
     assert pushes[other].push_operation_key not in (None, key)
-    assert [[t["id"] for t in b["transactions"]] for b in feed.codat.created] == [  # type: ignore[union-attr]
-        ["txn-1"],
-        ["txn-2"],
-    ]
+    sent = [[t["id"] for t in body["transactions"]] for body in feed.codat.created]
+    assert sent == [["txn-1"], ["txn-2"]]
