@@ -174,13 +174,9 @@ class Operations:
     resent: Counter[str] = field(default_factory=Counter)  # id: times sent again
 
     async def decide(self, service: Service) -> int:
-        listed = await service.client.get(
-            "/ops/pushes", params={"status": "timed_out", "limit": 100}, headers=service.ops_headers
-        )
-        assert listed.status_code == 200, listed.text
         waiting = [
             p
-            for p in listed.json()["items"]
+            for p in await _timed_out_pushes(service)
             if p["next_attempt_at"] is None and not p["retried_at"]
         ]
         ledger = ledger_accounts(service)
@@ -205,6 +201,20 @@ class Operations:
                 self.resent.update(ids)
             assert answer.status_code == 200, answer.text
         return len(waiting)
+
+
+async def _timed_out_pushes(service: Service) -> list[dict[str, Any]]:
+    """Every TimedOut push, as `GET /ops/pushes` lists them, page by page."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"status": "timed_out", "limit": 100}
+    for _ in range(100):
+        listed = await service.client.get("/ops/pushes", params=params, headers=service.ops_headers)
+        assert listed.status_code == 200, listed.text
+        found += listed.json()["items"]
+        if listed.json()["next_cursor"] is None:
+            return found
+        params["cursor"] = listed.json()["next_cursor"]
+    raise AssertionError("more TimedOut pushes than 100 pages")
 
 
 async def _ids_of(service: Service, push_id: int) -> list[str]:
