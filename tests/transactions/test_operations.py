@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.errors import Conflict, Unprocessable
 from app.models import BankTransaction
 from app.transactions.listing import PushFilters
+from app.transactions.summary import needs_action
 from tests.transactions.support import (
     ACCOUNT,
     CUSTOMER,
@@ -72,7 +73,10 @@ async def test_a_timed_out_push_retried_by_operations_no_longer_holds_the_accoun
     await feed.job.run_once()  # read once more: still TimedOut, left to operations
     (push,) = await feed.pushes()
     assert push.status == "timed_out" and push.next_attempt_at is None
+    assert [r.code for r in needs_action({}, None, push)] == ["push_timed_out"]
     await feed.service.retry(push.id, not_landed=True)
+    (retried,) = await feed.pushes()
+    assert needs_action({}, None, retried) == []  # operations have dealt with it
     await feed.job.run_once()
     assert len(feed.codat.created) == 2, "the retried push still holds the account"
     assert [t["id"] for t in feed.codat.created[-1]["transactions"]] == ["txn-1"]
