@@ -117,7 +117,7 @@ async def outstanding_push(
             TransactionPush.customer_id == customer_id,
             TransactionPush.account_id == account_id,
             TransactionPush.status.in_(OUTSTANDING),
-            TransactionPush.retried_at.is_(None),  # a TimedOut one operations sent again
+            TransactionPush.retried_at.is_(None),  # not one operations sent again
         )
         .order_by(TransactionPush.id)
         .limit(1)
