@@ -15,6 +15,7 @@ from app.bank_feeds.quota import DEFAULT_SHARE
 from app.models import BankTransaction, CodatQuotaDay
 from app.sandbox.faults import FaultConfig, FaultInjector
 from app.sandbox.state import PushStatus
+from app.transactions.push import PushJob
 from tests.conftest import Service, _truncate, start_service
 from tests.reliability.conftest import Record
 from tests.reliability.feeds import (
@@ -149,7 +150,7 @@ async def _outage(service: Service, record: Record) -> None:
     assert all(c.fault is None for c in sandbox.calls if c.at >= back_at)
 
 
-async def _drain(service: Service, job: Any) -> int:
+async def _drain(service: Service, job: PushJob) -> int:
     for n in range(1, MAX_ROUNDS + 1):
         await push_round(service, job, STEP)
         if await unsettled(service) == 0:
