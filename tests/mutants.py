@@ -284,6 +284,26 @@ MUTANTS = (
         (f"{PUSH}::test_late_transactions_are_held_with_the_reason_never_sent",),
     ),
     Mutant(
+        "a write naming no account is not taken while another push may own it",
+        "app/transactions/push.py",
+        "                    if named or (named is None and not others):\n",
+        "                    if named or named is None:\n",
+        (
+            f"{PUSH}::test_a_write_in_the_history_naming_no_account_is_not_taken_while_another"
+            "_may_own_it",
+        ),
+    ),
+    Mutant(
+        "a TimedOut push sent again by operations no longer holds its account",
+        "app/transactions/repository.py",
+        "            TransactionPush.retried_at.is_(None),  # not one operations sent again\n",
+        "",
+        (
+            "tests/transactions/test_operations.py::test_a_timed_out_push_retried_by_operations"
+            "_no_longer_holds_the_account",
+        ),
+    ),
+    Mutant(
         "the reconciler's quota share",
         "app/bank_feeds/quota.py",
         "        return int(self.limit * share)\n",

@@ -129,13 +129,15 @@ class PushOperation(Lenient):
     changes: Annotated[list[PushChange], BeforeValidator(_list_or_empty)] = []
     data: Annotated[PushedData | None, BeforeValidator(_object_or_none)] = None  # gone since 2024
 
-    def may_be_of(self, account_id: str, transaction_ids: set[str]) -> bool:
-        """Whether this could be the push of these transactions to this account, from what
-        Codat tells of it (often nothing: then it could)."""
-        if self.data is not None and self.data.account_id not in (None, account_id):
-            return False
-        refs = {c.record_ref.id for c in self.changes if c.record_ref and c.record_ref.id}
-        return not refs or bool(refs & (transaction_ids | {account_id}))
+    def names(self, account_id: str, transaction_ids: set[str]) -> bool | None:
+        """Whether Codat's answer names this account or one of these transactions (True), only
+        others (False), or nothing at all (None: a Pending or TimedOut write says nothing of
+        its account)."""
+        named = {c.record_ref.id for c in self.changes if c.record_ref and c.record_ref.id}
+        named |= {e.item_id for e in self.errors if e.item_id}
+        if self.data is not None and self.data.account_id:
+            named.add(self.data.account_id)
+        return bool(named & (transaction_ids | {account_id})) if named else None
 
     @property
     def errors(self) -> list[ValidationItem]:

@@ -68,7 +68,13 @@ def _add_fault_arguments(sandbox: argparse.ArgumentParser) -> None:
         "--push-timeout-rate",
         type=float,
         default=0.0,
-        help="bank transaction writes that end TimedOut (they still land)",
+        help="bank transaction writes that end TimedOut (they still land, unless lost)",
+    )
+    faults.add_argument(
+        "--push-timeout-lost-rate",
+        type=float,
+        default=0.0,
+        help="of the writes that end TimedOut, those that never land",
     )
     faults.add_argument("--drop-rate", type=float, default=0.0, help="closed, nothing done")
     faults.add_argument(

@@ -73,6 +73,9 @@ class FaultConfig:
     lost_response_rate: float = 0.0  # the handler runs, then the connection closes unanswered
     # Create-bank-transactions writes that end TimedOut (they still land, as Codat's may).
     push_timeout_rate: float = 0.0
+    # Of those TimedOut writes, the share that never land: Codat says a TimedOut write "may"
+    # still land, so an operator must look in QuickBooks before sending it again.
+    push_timeout_lost_rate: float = 0.0
     latency_ms: float = 0.0  # added to every matching request...
     jitter_ms: float = 0.0  # ...plus a uniform random 0..jitter_ms
     methods: tuple[str, ...] = ()  # faults only for these methods; empty: all
@@ -97,7 +100,8 @@ class FaultConfig:
                 allowed = ", ".join(str(s) for s in sorted(INJECTABLE_STATUSES))
                 raise ValueError(f"status_rates: {status} is not one of {allowed}")
             _check_rate(f"status_rates[{status}]", rate)
-        for name in ("timeout_rate", "drop_rate", "lost_response_rate", "push_timeout_rate"):
+        rates = ("timeout_rate", "drop_rate", "lost_response_rate", "push_timeout_rate")
+        for name in (*rates, "push_timeout_lost_rate"):
             _check_rate(name, getattr(self, name))
         total = sum(self.status_rates.values()) + self.timeout_rate + self.drop_rate
         if total + self.lost_response_rate > 1.0 + 1e-9:
@@ -261,6 +265,11 @@ class FaultInjector:
         """Whether a new write is to end TimedOut; drawn only when such faults are asked for."""
         rate = self.config.push_timeout_rate
         return rate > 0 and self.rng.random() < rate
+
+    def push_timeout_lands(self) -> bool:
+        """Whether a write that ends TimedOut still lands; drawn only when some are to be lost."""
+        rate = self.config.push_timeout_lost_rate
+        return not (rate > 0 and self.rng.random() < rate)
 
     def latency(self) -> float:
         config = self.config

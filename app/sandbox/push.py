@@ -47,13 +47,15 @@ async def create(request: Request) -> JSONResponse:
     sandbox.store.connection(params["companyId"], params["connectionId"])
     body = create_bank_transactions(parse_json(await request.body()), params["accountId"])
     faults: FaultInjector = request.app.state.faults
+    times_out = faults.push_times_out()
     push = sandbox.writes.create(
         params["companyId"],
         params["connectionId"],
         body.account_id,
         body.transactions,
         timeout,
-        times_out=faults.push_times_out(),
+        times_out=times_out,
+        lands=not times_out or faults.push_timeout_lands(),
     )
     return JSONResponse(push_operation_json(push))
 

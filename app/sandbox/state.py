@@ -141,7 +141,8 @@ class PushOperation:
     due: datetime
     timeout_minutes: int | None
     number: int  # its place in the company's push history
-    times_out: bool = False  # an injected TimedOut: the write lands, the status says TimedOut
+    times_out: bool = False  # an injected TimedOut: the status says TimedOut...
+    lands: bool = True  # ...and the write lands, unless this says it never will
     status: PushStatus = PushStatus.PENDING
     status_code: int = 202
     completed: datetime | None = None

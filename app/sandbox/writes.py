@@ -2,9 +2,9 @@
 
 Settling checks the QuickBooks Online rules against the account as it is then, in the order
 the writes were asked for, and either writes every transaction (Success) or none (Failed);
-an injected TimedOut write still lands, as Codat's may. Each settled write is announced with
-`bankTransactions.write.successful` or `.unsuccessful`. Synchronous like the store: each step
-is atomic on the event loop.
+an injected TimedOut write still lands, as Codat's may (or, when asked, never does). Each
+settled write is announced with `bankTransactions.write.successful` or `.unsuccessful`.
+Synchronous like the store: each step is atomic on the event loop.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class BankTransactionWrites:
         transactions: tuple[BankTransaction, ...],
         timeout_minutes: int | None,
         times_out: bool = False,
+        lands: bool = True,
     ) -> PushOperation:
         connection = self.store.connection(company_id, connection_id)
         account = connection.source_accounts.get(account_id)
@@ -88,6 +89,7 @@ class BankTransactionWrites:
             timeout_minutes=timeout_minutes,
             number=len(pushes),
             times_out=times_out,
+            lands=lands,
         )
         pushes[push.key] = push
         self._pending[push.key] = push
@@ -147,6 +149,9 @@ class BankTransactionWrites:
         invalid = qbo_errors(company, account, push.transactions, self.store.clock.today())
         if invalid:
             self._finish(push, now, PushStatus.FAILED, INVALID_TRANSACTIONS, tuple(invalid))
+            return
+        if push.times_out and not push.lands:  # Codat gave up waiting, and nothing was written
+            self._finish(push, now, PushStatus.TIMED_OUT, TIMED_OUT_MESSAGE, ())
             return
         self._write(account, push, now)
         if push.times_out:

@@ -73,6 +73,11 @@ MAX_ACCOUNTS_PER_ROUND = 200
 MIN_SLEEP_SECONDS = 1.0
 
 
+class HistoryUnclear(Exception):
+    """Codat's push history holds a write naming no account that another push of ours to the
+    same connection may have made: taking it could settle the wrong transactions."""
+
+
 @dataclass
 class PushReport:
     pushed: list[int] = field(default_factory=list)  # push ids sent (or sent again)
@@ -477,6 +482,9 @@ class PushJob:
         except CodatError as exc:
             await self._failed_call(push, exc, status="unconfirmed")
             return
+        except HistoryUnclear:
+            await self._wait_for_history(push)
+            return
         if found is not None:
             log.info(
                 "push %s found in Codat's push history as %s", push.id, found.push_operation_key
@@ -496,12 +504,31 @@ class PushJob:
             push = current
         await self._send(push, report)
 
+    async def _wait_for_history(self, push: TransactionPush) -> None:
+        """Neither taken nor sent again: looked up again once the other pushes know their
+        writes, or Codat's answer names the account."""
+        now = self.clock()
+        async with self.sessions() as session:
+            current = await session.get(
+                TransactionPush, push.id, with_for_update=True, populate_existing=True
+            )
+            assert current is not None
+            current.status = "unconfirmed"
+            current.attempts += 1
+            current.next_attempt_at = now + _backoff(current.attempts)
+            await session.commit()
+        log.info("push %s: Codat's push history is not clear yet; looking again later", push.id)
+
     async def _find_in_history(self, push: TransactionPush) -> PushOperation | None:
         """A bank-transactions push of the account's connection, requested since ours was
-        recorded, that no push of ours already claims."""
+        recorded, that no push of ours already claims, naming this account or its
+        transactions; one naming nothing only while no other push to the connection may
+        have made it (`HistoryUnclear` otherwise)."""
         since = push.requested_at - HISTORY_SLACK
         async with self.sessions() as session:
             ids = {t.id for t in await repo.transactions_of(session, push.id)}
+            others = await repo.others_unanswered(session, push)
+        unclear = False
         for page in range(1, HISTORY_PAGES + 1):
             listed = await self.codat.list_push_operations(push.company_id, page=page)
             async with self.sessions() as session:
@@ -517,9 +544,13 @@ class PushJob:
                     op.push_operation_key not in known
                     and op.data_type in (None, BANK_TRANSACTIONS)
                     and op.data_connection_key in (None, push.connection_id)
-                    and op.may_be_of(push.account_id, ids)
                 ):
-                    return op
+                    named = op.names(push.account_id, ids)
+                    if named or (named is None and not others):
+                        return op
+                    unclear |= named is None
             if older or len(listed.results) < listed.page_size:
-                return None
+                break
+        if unclear:
+            raise HistoryUnclear(push.id)
         return None

@@ -117,6 +117,7 @@ async def outstanding_push(
             TransactionPush.customer_id == customer_id,
             TransactionPush.account_id == account_id,
             TransactionPush.status.in_(OUTSTANDING),
+            TransactionPush.retried_at.is_(None),  # not one operations sent again
         )
         .order_by(TransactionPush.id)
         .limit(1)
@@ -207,3 +208,19 @@ async def unsettled_pushes_of(session: AsyncSession, company_id: str) -> bool:
         )
     )
     return bool(found)
+
+
+async def others_unanswered(session: AsyncSession, push: TransactionPush) -> int:
+    """Other pushes to the same connection whose write Codat may have made without our
+    knowing its key: a write in the push history that names no account may be theirs."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(TransactionPush)
+        .where(
+            TransactionPush.connection_id == push.connection_id,
+            TransactionPush.id != push.id,
+            TransactionPush.status.in_(("sending", "unconfirmed")),
+            TransactionPush.push_operation_key.is_(None),
+        )
+    )
+    return int(found or 0)

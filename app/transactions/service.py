@@ -211,6 +211,7 @@ class TransactionService:
             for row in rows:
                 _to_pending(row, now)
             push.retried_at = now
+            push.next_attempt_at = None  # a TimedOut push is not read again: it is done with
             feed = await repo.get_feed(session, push.customer_id, push.account_id, lock=True)
             if feed is not None:  # operations say the cause is fixed
                 feed.write_blocked_at = feed.write_blocked_reason = None

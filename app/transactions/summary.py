@@ -30,7 +30,12 @@ def needs_action(
         reasons.append(
             Reason(code="push_failed", message=f"Push {last.id} failed: retry it after a fix.")
         )
-    if last is not None and last.status == "timed_out" and last.next_attempt_at is None:
+    if (
+        last is not None
+        and last.status == "timed_out"
+        and last.next_attempt_at is None
+        and last.retried_at is None
+    ):
         reasons.append(
             Reason(
                 code="push_timed_out",

@@ -93,8 +93,19 @@ PROOFS: list[tuple[str, str, str]] = [
         "the late answer could arrive.",
     ),
     (
+        "feed storm",
+        "9. The transaction feed through a fault storm",
+        "{accounts} accounts send {transactions sent by the bank} transactions over "
+        "{days on the movable clock} days while Codat answers {faults asked for}; operations "
+        "decide each TimedOut push from QuickBooks. Codat's ledger shows "
+        "{transactions written in QuickBooks} written, {written twice} twice, {never written} "
+        "never, {accounts written out of order} accounts out of order and "
+        "{accounts whose balance is not the last transaction's} with a balance other than "
+        "their last transaction's.",
+    ),
+    (
         "feed crash",
-        "9. The transaction feed: a crash anywhere in a push",
+        "10. The transaction feed: a crash anywhere in a push",
         "A `bankfeeds worker` SIGKILLs itself at each stage of a push (before the push is "
         "stored, after it before the call, with the request sent and its answer not read, "
         "after Codat answered before its key was stored, while Codat's Success is applied), "
@@ -105,12 +116,31 @@ PROOFS: list[tuple[str, str, str]] = [
     ),
     (
         "feed replicas",
-        "10. The transaction feed on replicas",
+        "11. The transaction feed on replicas",
         "The service and two `bankfeeds worker` processes push {accounts} accounts' "
         "{transactions ingested} transactions on one Postgres: "
         "{accounts with two pushes open at once in Codat} accounts ever had two pushes open at "
         "once in Codat, the sum in Codat ({sum in Codat}) is the sum ingested ({sum ingested}), "
         "with {duplicates in Codat} duplicates.",
+    ),
+    (
+        "feed outage",
+        "12. The transaction feed while Codat is down for an hour",
+        "Codat is down for {Codat down (simulated minutes)} simulated minutes while "
+        "transactions keep arriving; the backlog of {backlog when Codat came back} drains "
+        "oldest first in {drained in (simulated minutes)} simulated minutes, with "
+        "{background Codat requests that day} background requests that day against a share "
+        "of {background share of the day's quota}, and {QuickBooks rules broken} QuickBooks "
+        "rules broken.",
+    ),
+    (
+        "feed disconnect",
+        "13. An account disconnected in QuickBooks",
+        "The customer disconnects an account in QuickBooks: it is flagged after "
+        "{writes to it until then} refused write, while Codat still says it is "
+        "{Codat's status for it when flagged}; {writes to it in the next simulated hours} "
+        "writes follow in the next simulated hours, its transactions wait, and they flow once "
+        "it is connected again.",
     ),
 ]
 

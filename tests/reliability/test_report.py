@@ -40,6 +40,22 @@ FIGURES = {
     "accounts with two pushes open at once in Codat": 0,
     "sum in Codat": "8502196.44",
     "sum ingested": "8502196.44",
+    "transactions sent by the bank": 50000,
+    "days on the movable clock": 2,
+    "transactions written in QuickBooks": 50000,
+    "written twice": 0,
+    "never written": 0,
+    "accounts written out of order": 0,
+    "accounts whose balance is not the last transaction's": 0,
+    "Codat down (simulated minutes)": 60,
+    "backlog when Codat came back": 6871,
+    "drained in (simulated minutes)": 62,
+    "background Codat requests that day": 354,
+    "background share of the day's quota": 500,
+    "QuickBooks rules broken": 0,
+    "writes to it until then": 1,
+    "Codat's status for it when flagged": "connected",
+    "writes to it in the next simulated hours": 0,
 }
 
 

@@ -545,3 +545,22 @@ def test_a_date_is_a_local_date_time_whatever_offset_comes_with_it(sent: str, lo
 def test_a_date_that_is_not_iso_8601_is_refused(sent: str) -> None:
     with pytest.raises(ValueError):
         parse_local_datetime(sent)
+
+
+@pytest.mark.parametrize("config_overrides", [{"push_delay": timedelta(minutes=5)}])
+async def test_an_injected_timeout_can_be_one_that_never_lands(
+    api: httpx.AsyncClient, sandbox: Sandbox, ref: ConnectionRef
+) -> None:
+    faults = {"push_timeout_rate": 1.0, "push_timeout_lost_rate": 1.0}
+    assert (await api.put("/_sandbox/faults", json=faults)).status_code == 200
+    body = push_body([transaction("t-1", _today(sandbox), "-5", "95")])
+
+    key = (await write(api, ref, body)).json()["pushOperationKey"]
+    await settle(api)
+
+    push = (await api.get(f"/companies/{ref.company_id}/push/{key}")).json()
+    assert push["status"] == "TimedOut"
+    ledger = (await api.get("/_sandbox/ledger", params={"accountId": "acc-1"})).json()
+    [entry] = ledger["accounts"][0]["received"]
+    assert entry["received"] == 1 and entry["writtenBy"] is None  # received, never written
+    assert ledger["accounts"][0]["written"] == []

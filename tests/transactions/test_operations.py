@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.errors import Conflict, Unprocessable
 from app.models import BankTransaction
 from app.transactions.listing import PushFilters
+from app.transactions.summary import needs_action
 from tests.transactions.support import (
     ACCOUNT,
     CUSTOMER,
@@ -59,6 +60,31 @@ async def test_a_timed_out_push_is_retried_only_when_it_did_not_land(feed: Feed)
     assert await status_of(feed, "txn-1") == ("pending", None)
     with pytest.raises(Conflict):
         await feed.service.confirm_landed(push.id)  # retried: it is not settled twice
+
+
+async def test_a_timed_out_push_retried_by_operations_no_longer_holds_the_account(
+    feed: Feed,
+) -> None:
+    outcomes = iter(["TimedOut", "Success"])
+    feed.codat.answer = lambda body: next(outcomes)
+    await feed.add(item(1))
+    await feed.job.run_once()
+    feed.clock.advance(minutes=6)
+    await feed.job.run_once()  # read once more: still TimedOut, left to operations
+    (push,) = await feed.pushes()
+    assert push.status == "timed_out" and push.next_attempt_at is None
+    assert [r.code for r in needs_action({}, None, push)] == ["push_timed_out"]
+    await feed.service.retry(push.id, not_landed=True)
+    (retried,) = await feed.pushes()
+    assert needs_action({}, None, retried) == []  # operations have dealt with it
+    await feed.job.run_once()
+    assert len(feed.codat.created) == 2, "the retried push still holds the account"
+    assert [t["id"] for t in feed.codat.created[-1]["transactions"]] == ["txn-1"]
+    assert await status_of(feed, "txn-1") == ("pushed", None)
+    gets = len([c for c in feed.codat.calls if c.method == "GET"])
+    feed.clock.advance(hours=2)
+    await feed.job.run_once()
+    assert len([c for c in feed.codat.calls if c.method == "GET"]) == gets  # not read again
 
 
 async def test_a_timed_out_push_found_in_quickbooks_is_settled_as_pushed(feed: Feed) -> None:

@@ -328,3 +328,46 @@ async def test_a_pusher_whose_lease_lapsed_records_no_second_push_while_one_is_o
     assert len(await feed.pushes()) == 1
     assert len([c for c in feed.codat.calls if c.method == "POST"]) == 1
     await other.codat.aclose()
+
+
+async def test_a_write_in_the_history_naming_no_account_is_not_taken_while_another_may_own_it(
+    feed: Feed,
+) -> None:
+    other = "cus-1-acc-1"
+    async with feed.sessions() as session:
+        account = await session.get(SourceAccount, (CUSTOMER, other))
+        assert account is not None
+        account.codat_status, account.status_changed_at = "connected", feed.clock()
+        await session.commit()
+    downs = {other: 1}
+
+    def answer(body: dict[str, object]) -> str:
+        if downs.get(str(body["accountId"]), 0):
+            downs[str(body["accountId"])] -= 1
+            return "down"  # a 500: Codat made nothing
+        return "Pending"
+
+    feed.codat.answer = answer
+    feed.codat.lose_answers = 1000  # account 0's write is made; its answers never arrive
+    await feed.add(item(1))
+    await feed.add(item(2), account=other)
+    await feed.job.run_once()
+    feed.clock.advance(minutes=2)
+    await feed.job.run_once()  # account 1 looks in the history: account 0's write is there
+    pushes = {p.account_id: p for p in await feed.pushes()}
+    assert pushes[other].push_operation_key is None, "account 0's write was taken as account 1's"
+    assert len(feed.codat.created) == 1  # and account 1's was not sent again meanwhile
+    (key,) = feed.codat.operations
+    feed.codat.settle(key, "Success")  # Codat's answer now names the account it wrote to
+    feed.codat.operations[key]["changes"] = [
+        {"type": "Created", "recordRef": {"id": ACCOUNT, "dataType": "bankTransactions"}}
+    ]
+    feed.codat.lose_answers = 0
+    feed.clock.advance(hours=1)
+    await feed.job.run_once()
+    await feed.job.run_once()
+    pushes = {p.account_id: p for p in await feed.pushes()}
+    assert pushes[ACCOUNT].push_operation_key == key and pushes[ACCOUNT].status == "success"
+    assert pushes[other].push_operation_key not in (None, key)
+    sent = [[t["id"] for t in body["transactions"]] for body in feed.codat.created]
+    assert sent == [["txn-1"], ["txn-2"]]
