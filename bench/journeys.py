@@ -27,6 +27,7 @@ class Click:
     codat_calls: int
     sequential_round_trips: int
     service_cpu_ms: float | None = None
+    service_wait_ms: float | None = None  # ready to run, every core busy
 
 
 def first_connect_ids(count: int, index: int) -> str:
@@ -78,7 +79,8 @@ async def click_first_connect(stack: Stack, customer_id: str) -> Click:
         answer = location or response.text[:300]
         raise BenchFailure(f"first connect of {customer_id}: {response.status_code} {answer}")
     calls, sequential = await stack.codat_usage()
-    return Click(elapsed_ms, calls, sequential, service_cpu_ms)
+    wait_ms = (cpu_after.service_waiting - cpu_before.service_waiting) * 1000
+    return Click(elapsed_ms, calls, sequential, service_cpu_ms, wait_ms)
 
 
 async def run_sdk_journey(stack: Stack, sdk: SdkJourney, name: str, accounts: int) -> Click:
@@ -101,6 +103,9 @@ def _clicks_summary(clicks: list[Click]) -> dict[str, Any]:
     cpu = [c.service_cpu_ms for c in clicks if c.service_cpu_ms is not None]
     if cpu:
         summary["service_cpu_ms_mean"] = round(sum(cpu) / len(cpu), 2)
+    waits = [c.service_wait_ms for c in clicks if c.service_wait_ms is not None]
+    if waits:
+        summary["service_runqueue_wait_ms_mean"] = round(sum(waits) / len(waits), 2)
     return summary
 
 
