@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_ignore
@@ -64,6 +65,39 @@ async def push_soon(session: AsyncSession, customer_id: str, account_id: str, at
         .values(next_push_at=at)
         .execution_options(synchronize_session=False)
     )
+
+
+async def push_soon_many(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], at: datetime
+) -> None:
+    """`push_soon` for many accounts, in two statements."""
+    if not keys:
+        return
+    dialect = session.get_bind().dialect.name
+    params = [{"c": c, "a": a} for c, a in keys]
+    await session.execute(
+        insert_ignore(
+            dialect, TransactionFeed, {"customer_id": bindparam("c"), "account_id": bindparam("a")}
+        ),
+        params,
+    )
+    feeds = cast(Table, TransactionFeed.__table__)
+    await session.execute(
+        update(feeds)
+        .where(
+            feeds.c.customer_id == bindparam("c"),
+            feeds.c.account_id == bindparam("a"),
+            or_(feeds.c.next_push_at.is_(None), feeds.c.next_push_at > bindparam("at")),
+        )
+        .values(next_push_at=bindparam("at")),
+        [p | {"at": at} for p in params],
+    )
+
+
+async def insert_transactions(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    """New transactions, many rows per statement (no ORM objects: a bulk load stays lean)."""
+    if rows:
+        await session.execute(insert(BankTransaction), list(rows))
 
 
 async def try_lease(
