@@ -85,6 +85,9 @@ async def running_feed_stack(config: BenchConfig, log_dir: Path) -> AsyncIterato
         TRANSACTIONS_PUSH_DELAY_SECONDS="0",
         TRANSACTIONS_PUSH_CONCURRENCY=str(config.feed_push_concurrency),
     )
+    # A deployed service runs from compiled bytecode; without it every process start would
+    # compile the whole app again, and the import command would pay for it in its figures.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     children: list[Child] = []
     async with contextlib.AsyncExitStack() as cleanup:
         await recreate_database(config.pg_admin_dsn, config.database)

@@ -22,7 +22,8 @@ from typing import Any, BinaryIO, TextIO
 from app.settings import Settings, load_settings
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-MAX_BUFFERED = 5_000  # rows held in memory, across accounts, stored in one unit of work
+YIELD_EVERY = 100  # rows read between turns of the store in flight
+MAX_BUFFERED = 2_500  # rows held in memory, across accounts, stored in one unit of work
 OPTIONAL = ("counterparty", "reference")
 
 
@@ -125,8 +126,9 @@ async def run_import(
         service = TransactionService(session_factory(engine), feed_rules(settings))
         batches: dict[tuple[str, str], Batch] = {}
         buffered = 0
+        storing: asyncio.Task[None] | None = None
 
-        async def store() -> None:
+        async def store(batches: dict[tuple[str, str], Batch]) -> None:
             """Every buffered row, in one unit of work; an account's conflicting ids are
             reported and its other rows stored on the next attempt."""
             while batches:
@@ -163,8 +165,10 @@ async def run_import(
             today = service.today()
             for line, row in rows_of(raw, fmt):
                 tally.rows += 1
-                if tally.rows % 1000 == 0:
-                    bar.update(raw.tell() - bar.n)  # bytes read so far
+                if tally.rows % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the store in flight goes on meanwhile
+                    if tally.rows % 1000 == 0:
+                        bar.update(raw.tell() - bar.n)  # bytes read so far
                 if row is None:
                     bad(line, "row", "is not a JSON object")
                     continue
@@ -185,9 +189,14 @@ async def run_import(
                 batch.items.append(item)
                 buffered += 1
                 if buffered >= MAX_BUFFERED:
-                    await store()
-                    buffered = 0
-            await store()
+                    # Stored while the next rows are read: one unit of work in flight at most.
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(store(batches))
+                    batches, buffered = {}, 0
+            if storing is not None:
+                await storing
+            await store(batches)
             bar.update(size - bar.n)
     finally:
         await engine.dispose()

@@ -60,7 +60,7 @@ from app.events.outbox import emit_transactions
 from app.models import BankFeed, BankTransaction, SourceAccount, TransactionFeed, TransactionPush
 from app.transactions import repository as repo
 from app.transactions import tracking
-from app.transactions.rules import HELD, PUSHING, Window, oldest_allowed, push_order
+from app.transactions.rules import HELD, Window, oldest_allowed, push_order
 from app.transactions.service import FeedRules
 
 log = logging.getLogger("app.transactions")
@@ -379,8 +379,7 @@ class PushJob:
             )
             session.add(push)
             await session.flush()
-            for row in batch:
-                row.status, row.push_id, row.updated_at = PUSHING, push.id, now
+            await repo.mark_pushing(session, [row.seq for row in batch], push.id, now)
             await session.commit()
             return push
 

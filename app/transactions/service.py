@@ -366,7 +366,7 @@ def _rows(
             "customer_id": customer_id,
             "account_id": account_id,
             "id": item.id,
-            "cleared_on": item.date,
+            "date": item.date,  # the column behind `BankTransaction.cleared_on`
             "description": item.description,
             "amount": item.amount,
             "balance": item.balance,
