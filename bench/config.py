@@ -46,7 +46,7 @@ class BenchConfig:
     feed_api_per_request: int = 5_000
     feed_baseline_accounts: int = 1_000
     feed_push_concurrency: int = 8  # the service's default
-    feed_push_delay_seconds: float = 1.0  # the sandbox's, Pending to settled
+    feed_push_delay_seconds: float = 0.25  # the sandbox's, Pending to settled
     feed_push_timeout_seconds: float = 1800.0
     scenarios: str = "all"
     database: str = "bankfeeds_bench"

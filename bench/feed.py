@@ -20,9 +20,14 @@ import asyncpg
 from bench.baseline import in_daemon_thread
 from bench.config import BenchConfig
 from bench.cpu import scheduler_seconds
-from bench.feed_baseline import SdkAccount, push_one_by_one
+from bench.feed_baseline import POLL_SECONDS, SdkAccount, push_one_by_one
 from bench.feed_data import floor_seconds, minimum_calls, transactions, write_csv
-from bench.feed_seed import ConnectedCompany, connect_companies, mirror_into_service
+from bench.feed_seed import (
+    ConnectedCompany,
+    connect_companies,
+    mirror_into_service,
+    subscribe_to_writes,
+)
 from bench.feed_stack import FeedStack, running_feed_stack
 from bench.processes import BenchFailure, Child
 from bench.rss import RssMonitor
@@ -35,14 +40,15 @@ POLL_PREFIX = "/push/"
 
 
 def push_calls(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sandbox's call log, read for the push: creates per account, and reads of a push."""
+    """The sandbox's call log, read for the push: creates per account, and reads of a push or
+    of the push history (polls)."""
     creates: Counter[str] = Counter()
     polls = other = 0
     for call in calls:
         path = call["path"]
         if call["method"] == "POST" and path.endswith("/" + CREATE_ROUTE):
             creates[path.split("/bankAccounts/")[0] + "/" + path.split("/")[-2]] += 1
-        elif call["method"] == "GET" and POLL_PREFIX in path:
+        elif call["method"] == "GET" and (POLL_PREFIX in path or path.endswith("/push")):
             polls += 1
         else:
             other += 1
@@ -253,7 +259,7 @@ async def _baseline(
         "codat_polls": done.polls,
         "failed": done.failed,
         "create_ms": summarize(done.create_ms or []),
-        "poll_seconds": 0.5,
+        "poll_seconds": POLL_SECONDS,
     }
 
 
@@ -268,6 +274,7 @@ async def feed_scenario(config: BenchConfig, log_dir: Path, phase: Any) -> dict[
         start, first = today - timedelta(days=3), today - timedelta(days=2)
         phase(f"feed: connecting {ours + theirs:,} companies in the sandbox")
         seeded = time.perf_counter()
+        await subscribe_to_writes(stack)
         companies = await connect_companies(
             stack, [f"feed-{n:06d}" for n in range(ours)], per_company, start
         )

@@ -18,7 +18,7 @@ from codat_bankfeeds.utils.retries import RetryConfig
 
 from bench.feed_data import MAX_PER_PUSH, Transaction, transactions
 
-POLL_SECONDS = 0.5  # between reads of a Pending push operation
+POLL_SECONDS = 0.25  # between reads of a Pending push operation
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,20 @@ async def connect_company(
     return ConnectedCompany(customer_id, company["id"], connection["id"], ids)
 
 
+WRITE_EVENTS = ("bankTransactions.write.successful", "bankTransactions.write.unsuccessful")
+
+
+async def subscribe_to_writes(stack: FeedStack) -> None:
+    """The service's webhook consumer takes the write events only: the bench writes the
+    service's bank feeds itself, so the connection events of its seeding would be noise."""
+    url = stack.service_url + "/webhooks/codat"
+    listed = _ok(await stack.codat.get("/webhooks"), "webhook consumers").json()["results"]
+    for consumer in listed:
+        _ok(await stack.codat.delete(f"/webhooks/{consumer['id']}"), "webhook consumer")
+    body = {"url": url, "eventTypes": list(WRITE_EVENTS)}
+    _ok(await stack.codat.post("/webhooks", json=body), "webhook consumer")
+
+
 async def connect_companies(
     stack: FeedStack, customer_ids: list[str], accounts: int, start: date
 ) -> list[ConnectedCompany]:
