@@ -161,6 +161,9 @@ class Services:
             "poll_after": timedelta(seconds=settings.transactions_poll_after_seconds),
             "retry_budget_seconds": settings.background_retry_budget_seconds,
             "quota_share": settings.reconciler_quota_share,
+            "concurrency": min(
+                settings.transactions_push_concurrency, settings.codat_max_connections
+            ),
             "clock": self.clock,
         }
         return PushJob(self.sessions, self.codat, **{**options, **overrides})

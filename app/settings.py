@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     transactions_history_days: int = Field(default=7, ge=1, le=90)
     transactions_timezone: str = "UTC"  # the bank's: what "today" is for a cleared date
     transactions_poll_after_seconds: float = Field(default=300.0, gt=0)
+    # Accounts pushed at once; at most Codat's 10 concurrent requests per company, and never
+    # more than the Codat client's connections.
+    transactions_push_concurrency: int = Field(default=8, ge=1, le=10)
 
     # Provisioning ahead of the click: a US/CA customer's company, connection and accounts are
     # made in Codat in the background (within the quota share), so a first click costs 1 call.

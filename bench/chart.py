@@ -115,3 +115,39 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
+
+
+def render_feed_chart(results: dict[str, Any], path: Path) -> None:
+    """`feed-push.png`: transactions pushed per second over time, beside Codat's floor."""
+    push = (results.get("feed") or {}).get("push")
+    if not push or not push.get("throughput"):
+        return
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
+    xs = [t for t, _ in push["throughput"]]
+    ax.plot(xs, [r for _, r in push["throughput"]], color=OURS, lw=1.2, label="ours (2 s window)")
+    floor_rate = push["floor_transactions_per_s"]
+    ax.axhline(
+        floor_rate,
+        color="black",
+        ls="--",
+        lw=0.8,
+        label=f"floor: {push['concurrency']} connections x {push['round_trip_ms']} ms",
+    )
+    ax.axvline(push["floor_seconds"], color=DIRECT, ls=":", lw=0.8, label="floor time")
+    ax.axvline(push["floor_seconds"] * 1.5, color=BASELINE, ls=":", lw=0.8, label="1.5x floor")
+    sdk = (results.get("feed") or {}).get("sdk_baseline") or {}
+    if sdk.get("transactions_per_s"):
+        ax.axhline(sdk["transactions_per_s"], color=BASELINE, lw=0.8, label="SDK loop (mean)")
+    ax.set_xlabel("seconds since the push job started")
+    ax.set_ylabel("transactions pushed (Success) per second")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        f"Push of {push['transactions']:,} transactions, {push['accounts']:,} accounts: "
+        f"{push['seconds']:.0f} s against a floor of {push['floor_seconds']:.0f} s",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())

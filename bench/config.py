@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENCIES_MS = (20, 50, 150)
+SCENARIOS = ("all", "connect", "feed")
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,22 @@ class BenchConfig:
     import_accounts: int = 10_000
     import_accounts_per_customer: int = 5
     import_timeout_seconds: float = 120.0
+    # the transaction feed: ingest (CLI and API), the push against Codat's floor, SDK baseline
+    feed_accounts: int = 10_000
+    feed_accounts_per_customer: int = 5
+    feed_transactions: int = 1_000_000
+    feed_api_per_request: int = 5_000
+    feed_baseline_accounts: int = 1_000
+    feed_push_concurrency: int = 8  # the service's default
+    feed_push_delay_seconds: float = 0.25  # the sandbox's, Pending to settled
+    feed_push_timeout_seconds: float = 1800.0
+    scenarios: str = "all"
     database: str = "bankfeeds_bench"
     pg_admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     results_dir: Path = ROOT / "bench" / "results"
     docs_path: Path = ROOT / "docs" / "performance.md"
     write_docs: bool = True
+    is_quick: bool = False
     keep_logs: bool = False
 
     def quick(self) -> BenchConfig:
@@ -68,7 +80,11 @@ class BenchConfig:
             console_requests=30,
             console_events=2_000,
             import_accounts=1_000,
+            feed_accounts=500,
+            feed_transactions=50_000,
+            feed_baseline_accounts=50,
             write_docs=False,
+            is_quick=True,
         )
 
 
@@ -94,6 +110,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     )
     parser.add_argument("--database", default="bankfeeds_bench")
     parser.add_argument(
+        "--scenarios",
+        choices=SCENARIOS,
+        default="all",
+        help="`feed`: only the transaction feed (the docs are not rewritten from a part run)",
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep the sandbox's and service's logs"
     )
     args = parser.parse_args(argv)
@@ -104,5 +126,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         jitter_ms=args.jitter,
         database=args.database,
         keep_logs=args.keep_logs,
+        scenarios=args.scenarios,
+        write_docs=args.scenarios == "all",
     )
     return config.quick() if args.quick else config

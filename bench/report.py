@@ -138,6 +138,7 @@ def render_markdown(results: dict[str, Any], targets: list[Target], chart_name: 
     out += PROVISION_SECTION
     out += _ops_section(results)
     out += _console_section(results)
+    out += feed_section(results, chart_name.replace("latency.png", "feed-push.png"))
     out += _rss_section(results)
     out += _method_section(results)
     return "\n".join(out) + "\n"
@@ -503,6 +504,63 @@ def _ops_section(results: dict[str, Any]) -> list[str]:
         out += ["`POST /ops/customers:import` of new customers, one row per account:", ""]
         out += _table(["format", "accounts", "customers", "body", "seconds", "accounts/s"], rows)
         out.append("")
+    return out
+
+
+def feed_section(results: dict[str, Any], chart_name: str) -> list[str]:
+    """The transaction feed: ingest (CLI and API), the push against Codat's floor, the SDK."""
+    feed = results.get("feed")
+    if not feed:
+        return []
+    cli, api, push, sdk = feed["ingest_cli"], feed["ingest_api"], feed["push"], feed["sdk_baseline"]
+    out = [
+        "## Transaction feed",
+        "",
+        f"{feed['accounts']:,} connected accounts ({feed['seed_seconds']:.0f} s to connect them "
+        "in the sandbox through its Link and QuickBooks pages, and to COPY the service's rows); "
+        "the sandbox sends webhooks to the service; the push job runs in `bankfeeds worker`, "
+        f"{push['concurrency']} accounts at a time; the sandbox settles a write after "
+        f"{feed['settings']['sandbox_push_delay_s']:g} s.",
+        "",
+    ]
+    out += _table(
+        ["ingest", "transactions", "seconds", "transactions/s", "CPU per 1,000", "peak RSS"],
+        [
+            [
+                "`bankfeeds import-transactions` (CSV, its own process)",
+                f"{cli['transactions']:,}", f"{cli['seconds']:.1f}",
+                f"{cli['transactions_per_s']:,}", f"{cli['cpu_ms_per_1000']:.0f} ms",
+                f"{cli['peak_rss_mb']:.0f} MB",
+            ],
+            [
+                f"ops API, {api['per_request']:,} per request, {feed['settings']['api_workers']} "
+                "at a time",
+                f"{api['transactions']:,}", f"{api['seconds']:.1f}",
+                f"{api['transactions_per_s']:,}", f"{api['service_cpu_ms_per_1000']:.0f} ms",
+                f"{api['service_peak_rss_mb']:.0f} MB",
+            ],
+        ],
+    )  # fmt: skip
+    out += [
+        "",
+        f"Push: {push['transactions']:,} transactions in {push['seconds']:.1f} s; the floor "
+        f"is {push['minimum_creates']:,} calls x {push['round_trip_ms']} ms / "
+        f"{push['concurrency']} connections = **{push['floor_seconds']:.1f} s** "
+        f"({push['times_floor']:.2f}x). Codat calls: {push['codat_creates']:,} creates "
+        f"(minimum {push['minimum_creates']:,}), {push['codat_polls']} polls, "
+        f"{push['codat_other_calls']} other. Service CPU {push['service_cpu_ms_per_1000']:.1f} ms "
+        "per 1,000 pushed.",
+        "",
+        f"SDK baseline (one account after another, create then read the push operation every "
+        f"{sdk['poll_seconds']:g} s until settled): {sdk['accounts']:,} accounts, "
+        f"{sdk['transactions']:,} transactions in {sdk['seconds']:.1f} s = "
+        f"{sdk['transactions_per_s']:,}/s, {sdk['codat_creates']:,} creates and "
+        f"{sdk['codat_polls']:,} polls. Ours: {push['transactions_per_s']:,}/s, "
+        f"**{feed['push_vs_sdk']}x**.",
+        "",
+        f"![push throughput over time beside the floor](../bench/results/{chart_name})",
+        "",
+    ]
     return out
 
 

@@ -19,6 +19,7 @@ from bench.capacity import capacity
 from bench.config import ROOT, BenchConfig, parse_args
 from bench.console import console_pages
 from bench.cpu import machine_busy_seconds
+from bench.feed import feed_scenario
 from bench.journeys import first_connect, profile_clicks, returning
 from bench.machine import git_info, machine_info, postgres_version, utc_now
 from bench.ops import OpsApiMissing, bulk_import, ops_status, require_ops_api
@@ -40,7 +41,7 @@ class Clock:
 
 def _settings(config: BenchConfig) -> dict[str, Any]:
     settings = {k: v for k, v in asdict(config).items() if not isinstance(v, Path)}
-    for private in ("pg_admin_dsn", "keep_logs", "write_docs"):
+    for private in ("pg_admin_dsn", "keep_logs", "write_docs", "is_quick"):
         settings.pop(private, None)
     settings["sdk_version"] = importlib.metadata.version("codat-bankfeeds")
     return settings
@@ -72,6 +73,10 @@ async def collect(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str,
     }
     results["run"]["git_commit"] = results["run"].pop("commit")
     skipped: dict[str, str] = {}
+    if config.scenarios == "feed":
+        results["feed"] = await feed_scenario(config, log_dir, clock.phase)
+        results["run"]["duration_s"] = round(clock.elapsed, 1)
+        return results
     clock.phase(f"starting Postgres database, sandbox ({config.latency_ms} ms) and service")
     load_at_start = [round(v, 2) for v in os.getloadavg()]
     busy_before = await _machine_busy_percent(1.0)
@@ -106,6 +111,9 @@ async def collect(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str,
             "cpu_percent_of_one_core": stack.cpu.usage(cpu_at_start, stack.cpu.snapshot()),
         }
         clock.phase("stopping processes, dropping the database")
+    if config.scenarios == "all":
+        clock.phase("the transaction feed, with its own processes and database")
+        results["feed"] = await feed_scenario(config, log_dir, clock.phase)
     if skipped:
         results["skipped"] = skipped
     results["run"]["duration_s"] = round(clock.elapsed, 1)
@@ -113,21 +121,25 @@ async def collect(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str,
 
 
 def publish(config: BenchConfig, results: dict[str, Any], quick: bool) -> None:
-    from bench.chart import render_chart
+    from bench.chart import render_chart, render_feed_chart
     from bench.report import render_markdown, write_atomic, write_json
 
     targets = evaluate(results)
     results["targets"] = as_json(targets)
-    name = "quick" if quick else "latest"
+    name = "quick" if quick else "latest" if config.scenarios == "all" else config.scenarios
     chart = f"{'quick-' if quick else ''}latency.png"
+    feed_chart = f"{'quick-' if quick else ''}feed-push.png"
     write_json(config.results_dir / f"{name}.json", results)
     render_chart(results, config.results_dir / chart)
+    render_feed_chart(results, config.results_dir / feed_chart)
     if config.write_docs:
         write_atomic(config.docs_path, render_markdown(results, targets, chart).encode())
     width = max(len(t.description) for t in targets)
     for target in targets:
         print(f"  {target.description:<{width}}  {target.measured:>16}  {target.verdict}")
     written = [config.results_dir / f"{name}.json", config.results_dir / chart]
+    if results.get("feed"):
+        written.append(config.results_dir / feed_chart)
     if config.write_docs:
         written.append(config.docs_path)
     print("wrote " + ", ".join(_shown(p) for p in written))
@@ -150,7 +162,7 @@ async def _run(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    quick = not config.write_docs
+    quick = config.is_quick
     clock = Clock()
     log_dir = Path(tempfile.mkdtemp(prefix="bankfeeds-bench-"))
     try:

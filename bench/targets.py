@@ -19,6 +19,11 @@ OPS_PAGE_P99_MS = 50.0
 CONSOLE_PAGE_P95_MS = 100.0
 IMPORT_SECONDS = 10.0
 PEAK_RSS_MB = 200.0
+# the transaction feed
+FEED_CLI_TRANSACTIONS_PER_S = 25_000
+FEED_CLI_RSS_MB = 300.0
+FEED_PUSH_TIMES_FLOOR = 1.5
+FEED_PUSH_CPU_MS_PER_1000 = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         _console_pages(results),
         _bulk_import(results),
         _peak_rss(results),
+        *feed_targets(results),
     ]
 
 
@@ -398,3 +404,91 @@ def _peak_rss(results: dict[str, Any]) -> Target:
 
 def as_json(targets: list[Target]) -> list[dict[str, Any]]:
     return [asdict(t) | {"verdict": t.verdict} for t in targets]
+
+
+# --- the transaction feed ---------------------------------------------------------------------
+
+
+def feed_targets(results: dict[str, Any]) -> list[Target]:
+    return [
+        _feed_cli_rate(results),
+        _feed_cli_rss(results),
+        _feed_push_floor(results),
+        _feed_push_calls(results),
+        _feed_push_cpu(results),
+    ]
+
+
+def _feed_cli_rate(results: dict[str, Any]) -> Target:
+    cli = _get(results, "feed", "ingest_cli") or {}
+    description = "Ingest through `bankfeeds import-transactions`"
+    if cli:
+        description += f" ({cli['transactions']:,} transactions)"
+    limit = f">= {FEED_CLI_TRANSACTIONS_PER_S:,}/s"
+    rate = cli.get("transactions_per_s")
+    if rate is None:
+        return Target("feed_cli_rate", description, limit, "n/a", None)
+    detail = f"{cli['cpu_ms_per_1000']:.0f} ms of CPU per 1,000 in the import process"
+    api = _get(results, "feed", "ingest_api") or {}
+    if api:
+        detail += (
+            f"; the API: {api['transactions_per_s']:,}/s, service CPU "
+            f"{api['service_cpu_ms_per_1000']:.0f} ms per 1,000, "
+            f"RSS {api['service_peak_rss_mb']:.0f} MB"
+        )
+    return Target(
+        "feed_cli_rate", description, limit, f"{rate:,}/s", rate >= FEED_CLI_TRANSACTIONS_PER_S,
+        detail,
+    )  # fmt: skip
+
+
+def _feed_cli_rss(results: dict[str, Any]) -> Target:
+    peak = _get(results, "feed", "ingest_cli", "peak_rss_mb")
+    description = "Import process peak RSS, throughout"
+    limit = f"< {FEED_CLI_RSS_MB:.0f} MB"
+    if peak is None:
+        return Target("feed_cli_rss", description, limit, "n/a", None)
+    return Target("feed_cli_rss", description, limit, _fmt(peak, " MB"), peak < FEED_CLI_RSS_MB)
+
+
+def _feed_push_floor(results: dict[str, Any]) -> Target:
+    push = _get(results, "feed", "push") or {}
+    description = "Push, pending to Success, against Codat's floor"
+    limit = f"<= {FEED_PUSH_TIMES_FLOOR}x floor"
+    if not push:
+        return Target("feed_push_floor", description, limit, "n/a", None)
+    detail = (
+        f"{push['transactions']:,} transactions, {push['accounts']:,} accounts in "
+        f"{push['seconds']:.1f} s; floor {push['minimum_creates']:,} calls x "
+        f"{push['round_trip_ms']} ms / {push['concurrency']} = {push['floor_seconds']:.1f} s"
+    )
+    times = push["times_floor"]
+    return Target(
+        "feed_push_floor", description, limit, f"{times:.2f}x", times <= FEED_PUSH_TIMES_FLOOR,
+        detail,
+    )  # fmt: skip
+
+
+def _feed_push_calls(results: dict[str, Any]) -> Target:
+    push = _get(results, "feed", "push") or {}
+    description = "Codat calls of the push: the minimum, no polling while webhooks arrive"
+    limit = "creates = sum of ceil(n/1000), 0 polls"
+    if not push:
+        return Target("feed_push_calls", description, limit, "n/a", None)
+    measured = f"{push['codat_creates']:,} creates, {push['codat_polls']:,} polls"
+    met = push["codat_creates"] == push["minimum_creates"] and push["codat_polls"] == 0
+    detail = f"minimum {push['minimum_creates']:,}; other calls {push['codat_other_calls']}"
+    return Target("feed_push_calls", description, limit, measured, met, detail)
+
+
+def _feed_push_cpu(results: dict[str, Any]) -> Target:
+    push = _get(results, "feed", "push") or {}
+    description = "Service CPU per 1,000 transactions pushed"
+    limit = f"<= {FEED_PUSH_CPU_MS_PER_1000:.0f} ms"
+    cpu = push.get("service_cpu_ms_per_1000")
+    if cpu is None:
+        return Target("feed_push_cpu", description, limit, "n/a", None)
+    detail = f"worker {push['worker_cpu_s']:.1f} s + web (webhooks) {push['web_cpu_s']:.1f} s"
+    return Target(
+        "feed_push_cpu", description, limit, _fmt(cpu), cpu <= FEED_PUSH_CPU_MS_PER_1000, detail
+    )

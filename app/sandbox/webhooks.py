@@ -28,6 +28,9 @@ from app.sandbox.wire import Json, format_datetime
 
 _MESSAGE_ID_ALPHABET = string.ascii_letters + string.digits
 ATTEMPT_TIMEOUT = httpx.Timeout(5.0)
+# Svix sends to one endpoint a bounded number at a time; the others wait their turn, and an
+# attempt's timeout starts when it is sent, not while it waits.
+MAX_CONCURRENT_ATTEMPTS = 20
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -87,6 +90,7 @@ class WebhookEmitter:
         self._pending: list[WebhookDelivery] = []  # emitted outside the event loop
         self._workers: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._sending = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
 
     def emit(self, event_type: str, ordering_key: str, payload: Json) -> None:
         if not self.enabled:
@@ -143,8 +147,16 @@ class WebhookEmitter:
                 await asyncio.sleep(delay)
 
     async def _attempt(self, delivery: WebhookDelivery) -> bool:
+        async with self._sending:
+            return await self._send(delivery)
+
+    async def _send(self, delivery: WebhookDelivery) -> bool:
         if self._client is None:
-            self._client = httpx.AsyncClient(transport=self._transport, timeout=ATTEMPT_TIMEOUT)
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=ATTEMPT_TIMEOUT,
+                limits=httpx.Limits(max_connections=MAX_CONCURRENT_ATTEMPTS),
+            )
         timestamp = int(time.time())
         headers = {
             "webhook-id": delivery.message_id,

@@ -1,7 +1,8 @@
 """`bankfeeds import-transactions FILE`: cleared transactions from CSV or JSON Lines, a customer
-and account on each row, streamed in batches (memory stays flat whatever the file's size), with
-a progress bar. Bad rows are reported by line and field and skipped; running the same file
-again stores nothing twice (each transaction is idempotent per id)."""
+and account on each row, streamed (memory stays flat whatever the file's size), many accounts'
+rows stored in one unit of work, with a progress bar. Bad rows are reported by line and field
+and skipped; running the same file again stores nothing twice (each transaction is idempotent
+per id)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from typing import Any, BinaryIO, TextIO
 from app.settings import Settings, load_settings
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-BATCH = 1000  # rows per account stored in one unit of work
-MAX_BUFFERED = 5000  # rows held in memory across accounts before they are stored
+YIELD_EVERY = 100  # rows read between turns of the store in flight
+MAX_BUFFERED = 2_500  # rows held in memory, across accounts, stored in one unit of work
 OPTIONAL = ("counterparty", "reference")
 
 
@@ -125,27 +126,37 @@ async def run_import(
         service = TransactionService(session_factory(engine), feed_rules(settings))
         batches: dict[tuple[str, str], Batch] = {}
         buffered = 0
+        storing: asyncio.Task[None] | None = None
 
-        async def store(key: tuple[str, str], batch: Batch) -> None:
-            while batch.items:
-                try:
-                    result = await service.ingest(key[0], key[1], batch.items)
-                except ConflictingIds as exc:
-                    keep = [i for i, item in enumerate(batch.items) if item.id not in exc.ids]
-                    for i, item in enumerate(batch.items):
-                        if item.id in exc.ids:
-                            bad(batch.lines[i], "id", f"{item.id} was received before with "
-                                "different content")  # fmt: skip
-                    batch.lines = [batch.lines[i] for i in keep]
-                    batch.items = [batch.items[i] for i in keep]
-                    continue
-                except DomainError as exc:
-                    for line in batch.lines:
-                        bad(line, "account_id", str(exc.detail))
-                    return
-                tally.stored += result.stored
-                tally.duplicates += result.duplicates
-                return
+        async def store(batches: dict[tuple[str, str], Batch]) -> None:
+            """Every buffered row, in one unit of work; an account's conflicting ids are
+            reported and its other rows stored on the next attempt."""
+            while batches:
+                answers = await service.ingest_many(
+                    {key: batch.items for key, batch in batches.items()}
+                )
+                again: dict[tuple[str, str], Batch] = {}
+                for key, answer in answers.items():
+                    batch = batches[key]
+                    if isinstance(answer, ConflictingIds):
+                        keep = Batch()
+                        for line, item in zip(batch.lines, batch.items, strict=True):
+                            if item.id in answer.ids:
+                                bad(line, "id", f"{item.id} was received before with "
+                                    "different content")  # fmt: skip
+                            else:
+                                keep.lines.append(line)
+                                keep.items.append(item)
+                        if keep.items:
+                            again[key] = keep
+                    elif isinstance(answer, DomainError):
+                        for line in batch.lines:
+                            bad(line, "account_id", str(answer.detail))
+                    else:
+                        tally.stored += answer.stored
+                        tally.duplicates += answer.duplicates
+                batches.clear()
+                batches.update(again)
 
         with (
             raw,
@@ -154,8 +165,10 @@ async def run_import(
             today = service.today()
             for line, row in rows_of(raw, fmt):
                 tally.rows += 1
-                if tally.rows % 1000 == 0:
-                    bar.update(raw.tell() - bar.n)  # bytes read so far
+                if tally.rows % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the store in flight goes on meanwhile
+                    if tally.rows % 1000 == 0:
+                        bar.update(raw.tell() - bar.n)  # bytes read so far
                 if row is None:
                     bad(line, "row", "is not a JSON object")
                     continue
@@ -175,15 +188,15 @@ async def run_import(
                 batch.lines.append(line)
                 batch.items.append(item)
                 buffered += 1
-                if len(batch.items) >= BATCH:
-                    buffered -= len(batch.items)
-                    await store((customer_id, account_id), batches.pop((customer_id, account_id)))
-                elif buffered >= MAX_BUFFERED:
-                    for key in list(batches):
-                        await store(key, batches.pop(key))
-                    buffered = 0
-            for key in list(batches):
-                await store(key, batches.pop(key))
+                if buffered >= MAX_BUFFERED:
+                    # Stored while the next rows are read: one unit of work in flight at most.
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(store(batches))
+                    batches, buffered = {}, 0
+            if storing is not None:
+                await storing
+            await store(batches)
             bar.update(size - bar.n)
     finally:
         await engine.dispose()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import insert_ignore
 from app.models import BankTransaction, TransactionFeed, TransactionPush
+from app.transactions.rules import PUSHED, PUSHING
 
 # A push Codat may still change: the account sends nothing new until it is settled.
 OUTSTANDING = ("sending", "unconfirmed", "pending", "timed_out")
+UNIQUE_VIOLATION = "23505"  # Postgres' SQLSTATE
 IN_CLAUSE = 500  # ids per IN (...), well inside both databases' limits
 
 
@@ -64,6 +68,55 @@ async def push_soon(session: AsyncSession, customer_id: str, account_id: str, at
         .values(next_push_at=at)
         .execution_options(synchronize_session=False)
     )
+
+
+async def push_soon_many(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], at: datetime
+) -> None:
+    """`push_soon` for many accounts, in two statements."""
+    if not keys:
+        return
+    dialect = session.get_bind().dialect.name
+    params = [{"c": c, "a": a} for c, a in keys]
+    await session.execute(
+        insert_ignore(
+            dialect, TransactionFeed, {"customer_id": bindparam("c"), "account_id": bindparam("a")}
+        ),
+        params,
+    )
+    feeds = cast(Table, TransactionFeed.__table__)
+    await session.execute(
+        update(feeds)
+        .where(
+            feeds.c.customer_id == bindparam("c"),
+            feeds.c.account_id == bindparam("a"),
+            or_(feeds.c.next_push_at.is_(None), feeds.c.next_push_at > bindparam("at")),
+        )
+        .values(next_push_at=bindparam("at")),
+        [p | {"at": at} for p in params],
+    )
+
+
+async def insert_transactions(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    """New transactions, by column name, in the session's transaction: COPY on Postgres, many
+    rows per statement elsewhere (no ORM objects: a bulk load stays lean)."""
+    if not rows:
+        return
+    table = cast(Table, BankTransaction.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        columns = list(rows[0])
+        try:
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table.name, records=[tuple(r[c] for c in columns) for r in rows], columns=columns
+            )
+        except Exception as exc:  # the driver's own error: shown as SQLAlchemy shows an INSERT's
+            if getattr(exc, "sqlstate", None) == UNIQUE_VIOLATION:
+                raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+            raise
+        return
+    await session.execute(insert(table), list(rows))
 
 
 async def try_lease(
@@ -136,6 +189,31 @@ async def transactions_of(
         query.order_by(BankTransaction.seq).execution_options(populate_existing=True)
     )
     return list(rows.scalars())
+
+
+async def mark_pushed(
+    session: AsyncSession, push_id: int, pushed_at: datetime, now: datetime
+) -> list[str]:
+    """The push's transactions still pushing are pushed, in one statement; their ids, in order."""
+    result = await session.execute(
+        update(BankTransaction)
+        .where(BankTransaction.push_id == push_id, BankTransaction.status == PUSHING)
+        .values(status=PUSHED, pushed_at=pushed_at, reason=None, updated_at=now)
+        .returning(BankTransaction.seq, BankTransaction.id)
+    )
+    return [transaction_id for _, transaction_id in sorted(result.all())]
+
+
+async def mark_pushing(
+    session: AsyncSession, seqs: Sequence[int], push_id: int, now: datetime
+) -> None:
+    """The transactions a push just recorded takes, in one statement per `IN_CLAUSE`."""
+    for start in range(0, len(seqs), IN_CLAUSE):
+        await session.execute(
+            update(BankTransaction)
+            .where(BankTransaction.seq.in_(seqs[start : start + IN_CLAUSE]))
+            .values(status=PUSHING, push_id=push_id, updated_at=now)
+        )
 
 
 async def pending_of(

@@ -4,7 +4,7 @@ method is one unit of work, committed before it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
-from app.errors import Conflict, CustomerNotFound, NotFound, Unprocessable
+from app.errors import Conflict, CustomerNotFound, DomainError, NotFound, Unprocessable
 from app.models import BankTransaction, Customer, SourceAccount, TransactionPush
 from app.transactions import listing, tracking
 from app.transactions import repository as repo
@@ -29,6 +29,7 @@ from app.transactions.schemas import (
 )
 
 MAX_IDS_NAMED = 20
+AccountKey = tuple[str, str]  # (customer_id, account_id)
 
 
 class ConflictingIds(Conflict):
@@ -109,57 +110,58 @@ class TransactionService:
         now = self.clock()
         async with self.sessions() as session:
             await _require_account(session, customer_id, account_id)
-            unique: dict[str, TransactionIn] = {}
-            conflicts: list[str] = []
-            duplicates = 0
-            for item in items:
-                seen = unique.get(item.id)
-                if seen is None:
-                    unique[item.id] = item
-                elif seen == item:
-                    duplicates += 1
-                elif item.id not in conflicts:
-                    conflicts.append(item.id)
-            stored = await repo.existing_by_id(session, customer_id, list(unique))
-            new = []
-            for item_id, item in unique.items():
-                row = stored.get(item_id)
-                if row is None:
-                    new.append(item)
-                elif same_content(row, account_id, item):
-                    duplicates += 1
-                elif item_id not in conflicts:
-                    conflicts.append(item_id)
-            if conflicts:
-                raise ConflictingIds(conflicts)
-            session.add_all(
-                BankTransaction(
-                    customer_id=customer_id,
-                    account_id=account_id,
-                    id=item.id,
-                    cleared_on=item.date,
-                    description=item.description,
-                    amount=item.amount,
-                    balance=item.balance,
-                    transaction_type=item.transactionType,
-                    counterparty=item.counterparty,
-                    reference=item.reference,
-                    status=PENDING,
-                    received_at=now,
-                    updated_at=now,
-                )
-                for item in new
+            sorted_items = _Sorted.of(items)
+            stored = await repo.existing_by_id(session, customer_id, list(sorted_items.unique))
+            sorted_items.against(stored, account_id)
+            if sorted_items.conflicts:
+                raise ConflictingIds(sorted_items.conflicts)
+            await repo.insert_transactions(
+                session, _rows(customer_id, account_id, sorted_items.new, now)
             )
-            if new:
+            if sorted_items.new:
                 await repo.push_soon(session, customer_id, account_id, now + self.rules.push_delay)
             await session.commit()
-        return IngestOut(
-            customer_id=customer_id,
-            account_id=account_id,
-            received=len(items),
-            stored=len(new),
-            duplicates=duplicates,
-        )
+        return sorted_items.out(customer_id, account_id, len(items))
+
+    async def ingest_many(
+        self, batches: Mapping[AccountKey, Sequence[TransactionIn]]
+    ) -> dict[AccountKey, IngestOut | DomainError]:
+        """Many accounts' transactions in one unit of work, for a bulk load: each account's
+        all or nothing as in `ingest` (its error in place of its result), the others stored."""
+        now = self.clock()
+        answers: dict[AccountKey, IngestOut | DomainError] = {}
+        async with self.sessions() as session:
+            refused = await _account_problems(session, list(batches))
+            stored_by_customer: dict[str, dict[str, BankTransaction]] = {}
+            by_customer: dict[str, list[str]] = {}
+            sorted_by_key: dict[AccountKey, _Sorted] = {}
+            for key, items in batches.items():
+                if key in refused:
+                    answers[key] = refused[key]
+                    continue
+                sorted_by_key[key] = _Sorted.of(items)
+                by_customer.setdefault(key[0], []).extend(sorted_by_key[key].unique)
+            for customer_id, ids in by_customer.items():
+                stored_by_customer[customer_id] = await repo.existing_by_id(
+                    session, customer_id, ids
+                )
+            rows: list[dict[str, object]] = []
+            due: list[AccountKey] = []
+            for key, sorted_items in sorted_by_key.items():
+                sorted_items.against(stored_by_customer[key[0]], key[1])
+                if sorted_items.conflicts:
+                    answers[key] = ConflictingIds(sorted_items.conflicts)
+                    continue
+                rows.extend(_rows(key[0], key[1], sorted_items.new, now))
+                if sorted_items.new:
+                    due.append(key)
+                answers[key] = sorted_items.out(key[0], key[1], len(batches[key]))
+            await repo.insert_transactions(session, rows)
+            await repo.push_soon_many(session, due, now + self.rules.push_delay)
+            await session.commit()
+        if any(isinstance(a, IngestOut) and a.stored for a in answers.values()):
+            self.wake()
+        return answers
 
     # --- operations read ------------------------------------------------------------------
 
@@ -310,6 +312,106 @@ class TransactionService:
             out = listing.transaction_out(row)
         self.wake()
         return out
+
+
+@dataclass
+class _Sorted:
+    """One account's items sorted out: new, duplicates (of the request or of what is stored),
+    and ids that come with other content."""
+
+    unique: dict[str, TransactionIn]
+    conflicts: list[str]
+    duplicates: int
+    new: list[TransactionIn]
+
+    @classmethod
+    def of(cls, items: Sequence[TransactionIn]) -> _Sorted:
+        unique: dict[str, TransactionIn] = {}
+        conflicts: list[str] = []
+        duplicates = 0
+        for item in items:
+            seen = unique.get(item.id)
+            if seen is None:
+                unique[item.id] = item
+            elif seen == item:
+                duplicates += 1
+            elif item.id not in conflicts:
+                conflicts.append(item.id)
+        return cls(unique, conflicts, duplicates, [])
+
+    def against(self, stored: Mapping[str, BankTransaction], account_id: str) -> None:
+        for item_id, item in self.unique.items():
+            row = stored.get(item_id)
+            if row is None:
+                self.new.append(item)
+            elif same_content(row, account_id, item):
+                self.duplicates += 1
+            elif item_id not in self.conflicts:
+                self.conflicts.append(item_id)
+
+    def out(self, customer_id: str, account_id: str, received: int) -> IngestOut:
+        return IngestOut(
+            customer_id=customer_id,
+            account_id=account_id,
+            received=received,
+            stored=len(self.new),
+            duplicates=self.duplicates,
+        )
+
+
+def _rows(
+    customer_id: str, account_id: str, items: Sequence[TransactionIn], now: datetime
+) -> list[dict[str, object]]:
+    return [
+        {
+            "customer_id": customer_id,
+            "account_id": account_id,
+            "id": item.id,
+            "date": item.date,  # the column behind `BankTransaction.cleared_on`
+            "description": item.description,
+            "amount": item.amount,
+            "balance": item.balance,
+            "transaction_type": item.transactionType,
+            "counterparty": item.counterparty,
+            "reference": item.reference,
+            "status": PENDING,
+            "received_at": now,
+            "updated_at": now,
+        }
+        for item in items
+    ]
+
+
+async def _account_problems(
+    session: AsyncSession, keys: Sequence[AccountKey]
+) -> dict[AccountKey, DomainError]:
+    """Why each account that cannot take transactions cannot, as `_require_account` says."""
+    customers = sorted({c for c, _ in keys})
+    found_customers: set[str] = set()
+    accounts: dict[AccountKey, datetime | None] = {}
+    for start in range(0, len(customers), repo.IN_CLAUSE):
+        chunk = customers[start : start + repo.IN_CLAUSE]
+        found_customers.update(
+            (await session.execute(select(Customer.id).where(Customer.id.in_(chunk)))).scalars()
+        )
+        rows = await session.execute(
+            select(SourceAccount.customer_id, SourceAccount.id, SourceAccount.closed_at).where(
+                SourceAccount.customer_id.in_(chunk)
+            )
+        )
+        accounts.update(((c, a), closed) for c, a, closed in rows.all())
+    problems: dict[AccountKey, DomainError] = {}
+    for customer_id, account_id in keys:
+        key = (customer_id, account_id)
+        if customer_id not in found_customers:
+            problems[key] = CustomerNotFound(customer_id)
+        elif key not in accounts:
+            problems[key] = NotFound(f"Customer {customer_id!r} has no account {account_id!r}.")
+        elif accounts[key] is not None:
+            problems[key] = Conflict(
+                f"Account {account_id!r} is closed: it takes no more transactions."
+            )
+    return problems
 
 
 def _to_pending(row: BankTransaction, now: datetime) -> None:

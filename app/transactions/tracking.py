@@ -16,7 +16,7 @@ from app.codat.transactions import PushOperation, ValidationItem
 from app.events.outbox import emit_transactions
 from app.models import SourceAccount, TransactionPush
 from app.transactions import repository as repo
-from app.transactions.rules import PENDING, PUSHED, PUSHING, REJECTED
+from app.transactions.rules import PENDING, PUSHING, REJECTED
 
 SETTLED = ("success", "failed")
 STATUS_OF = {
@@ -79,12 +79,7 @@ async def settle_success(
     push.status = "success"
     push.completed_at = completed_at
     push.next_attempt_at = None
-    rows = await repo.transactions_of(session, push.id, (PUSHING,))
-    for row in rows:
-        row.status = PUSHED
-        row.pushed_at = completed_at
-        row.reason = None
-        row.updated_at = now
+    pushed = await repo.mark_pushed(session, push.id, completed_at, now)
     await repo.ensure_feed(session, push.customer_id, push.account_id)
     feed = await repo.get_feed(session, push.customer_id, push.account_id, lock=True)
     assert feed is not None
@@ -99,10 +94,8 @@ async def settle_success(
     feed.write_blocked_at = feed.write_blocked_reason = None
     if await repo.has_pending(session, push.customer_id, push.account_id):
         feed.next_push_at = now
-    if rows:
-        await emit_transactions(
-            session, "pushed", push.customer_id, push.account_id, [r.id for r in rows]
-        )
+    if pushed:
+        await emit_transactions(session, "pushed", push.customer_id, push.account_id, pushed)
     kill_points.reached("push settling")
 
 

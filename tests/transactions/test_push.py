@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -371,3 +372,50 @@ async def test_a_write_in_the_history_naming_no_account_is_not_taken_while_anoth
     assert pushes[other].push_operation_key not in (None, key)
     sent = [[t["id"] for t in body["transactions"]] for body in feed.codat.created]
     assert sent == [["txn-1"], ["txn-2"]]
+
+
+async def test_several_accounts_are_pushed_at_once_each_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from app.codat.client import CodatClient
+    from app.transactions.push import PushJob
+
+    await linked_customer(sessions)
+    second = f"{CUSTOMER}-acc-1"
+    async with sessions() as session:
+        account = await session.get(SourceAccount, (CUSTOMER, second))
+        assert account is not None
+        account.codat_status = "connected"
+        account.pushed_at = account.status_changed_at = account.updated_at
+        await session.commit()
+    for concurrency, overlapping in ((1, 1), (2, 2)):
+        feed = build_feed(sessions, concurrency=concurrency)
+        in_flight, most = 0, 0
+
+        async def slow(request: httpx.Request, feed: Feed = feed) -> httpx.Response:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.05)
+            in_flight -= 1
+            return await feed.codat.handle(request)
+
+        await feed.job.codat.aclose()
+        feed.job.codat = CodatClient(
+            "http://codat.test", "test-key", transport=httpx.MockTransport(slow)
+        )
+        feed.codat.answer = lambda body: "Success"
+        n = concurrency * 10
+        await feed.add(item(n))
+        await feed.add(item(n + 1), account=second)
+        await feed.job.run_once()
+        posts = [c.path for c in feed.codat.calls if c.method == "POST"]
+        assert sorted(p.split("/")[-2] for p in posts) == [ACCOUNT, second]
+        assert most == overlapping
+        await feed.job.codat.aclose()
+    with pytest.raises(ValueError):
+        PushJob(sessions, feed.job.codat, rules=feed.job.rules, concurrency=11)
