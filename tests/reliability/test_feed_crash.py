@@ -55,7 +55,8 @@ TRIAL_SECONDS = 30.0
 SETTLE_SECONDS = 90.0
 IN_FLIGHT_LATENCY_MS = 150  # Codat holds each create this long; the armed point kills at 50 ms
 # Where each kill leaves the account it was pushing (its lease still held), read back from
-# our database: the kill landed where it was armed.
+# our database: the kill landed where it was armed. A worker pushes several accounts at once, so
+# the others it held may be anywhere.
 LEFT = {
     "push recording": "no push outstanding",
     "push recorded": "sending, no key stored",
@@ -140,7 +141,8 @@ async def test_sigkill_anywhere_in_the_push_then_every_transaction_lands_once(
         s: {LEFT[s]: KILLS_PER_STAGE} for s in PUSH_STAGES
     }
     assert tally.in_flight_made == KILLS_PER_STAGE  # Codat had the whole request
-    assert tally.leases == dict.fromkeys(PUSH_STAGES, KILLS_PER_STAGE), tally.leases
+    # Each killed worker held at least the lease of the account it died pushing.
+    assert all(tally.leases[s] >= KILLS_PER_STAGE for s in PUSH_STAGES), tally.leases
     assert result.problems == {}
     assert result.written == result.transactions == sum(len(s.ids) for s in sent.values())
     assert "Traceback" not in "".join(logs)
@@ -176,7 +178,7 @@ async def _run(
         elif ended == -signal.SIGKILL:
             tally.killed[stage] += 1
         tally.seconds.append(time.monotonic() - began)
-        where, first_id, account = await _left_behind(sessions)
+        where, first_id, account = await _left_behind(sessions, stage)
         tally.left[stage][where] += 1
         if stage == "push in flight" and first_id is not None:
             tally.in_flight_made += await _codat_made(client, sandbox, account, first_id)
@@ -210,10 +212,11 @@ def _batch(account_id: str, n: int, count: int, day: date, sent: Sent) -> list[T
 
 
 async def _left_behind(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], stage: str
 ) -> tuple[str, str | None, str | None]:
-    """The account the killed worker held, and how its latest outstanding push was left: the
-    push's first transaction id when it was sent, for a look in Codat's ledger."""
+    """Where the killed worker left the accounts it held (it pushes several at once): the
+    armed stage's state when one of them is in it, with that push's first transaction id when
+    it was sent, for a look in Codat's ledger; else every held account's state."""
     async with sessions() as session:
         held = list(
             (
@@ -222,24 +225,28 @@ async def _left_behind(
                 )
             ).scalars()
         )
-        if len(held) != 1:
-            return f"{len(held)} leases held", None, None
-        feed = held[0]
-        push = await session.scalar(
-            select(TransactionPush)
-            .where(
-                TransactionPush.customer_id == feed.customer_id,
-                TransactionPush.account_id == feed.account_id,
-                TransactionPush.status.in_(repo.OUTSTANDING),
+        found = []
+        for feed in held:
+            push = await session.scalar(
+                select(TransactionPush)
+                .where(
+                    TransactionPush.customer_id == feed.customer_id,
+                    TransactionPush.account_id == feed.account_id,
+                    TransactionPush.status.in_(repo.OUTSTANDING),
+                )
+                .order_by(TransactionPush.id.desc())
+                .limit(1)
             )
-            .order_by(TransactionPush.id.desc())
-            .limit(1)
-        )
-    if push is None:
-        return "no push outstanding", None, feed.account_id
-    key = "key stored" if push.push_operation_key else "no key stored"
-    first = json.loads(push.body)["transactions"][0]["id"]
-    return f"{push.status}, {key}", first, feed.account_id
+            if push is None:
+                found.append(("no push outstanding", None, feed.account_id))
+            else:
+                key = "key stored" if push.push_operation_key else "no key stored"
+                first = json.loads(push.body)["transactions"][0]["id"]
+                found.append((f"{push.status}, {key}", first, feed.account_id))
+    for where in found:
+        if where[0] == LEFT[stage]:
+            return where
+    return f"no lease in {LEFT[stage]!r}: {sorted(w[0] for w in found)}", None, None
 
 
 async def _codat_made(
