@@ -137,7 +137,9 @@ def publish(config: BenchConfig, results: dict[str, Any], quick: bool) -> None:
     width = max(len(t.description) for t in targets)
     for target in targets:
         print(f"  {target.description:<{width}}  {target.measured:>16}  {target.verdict}")
-    written = [config.results_dir / f"{name}.json", config.results_dir / chart]
+    written = [config.results_dir / f"{name}.json"]
+    if config.scenarios != "feed":
+        written.append(config.results_dir / chart)
     if results.get("feed"):
         written.append(config.results_dir / feed_chart)
     if config.write_docs:
