@@ -56,6 +56,7 @@ class BenchConfig:
     feed_push_delay_seconds: float = 0.25  # the sandbox's, Pending to settled
     feed_push_timeout_seconds: float = 1800.0
     scenarios: str = "all"
+    feed_from: Path | None = None  # an earlier feed-only run's results, reused
     database: str = "bankfeeds_bench"
     pg_admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     results_dir: Path = ROOT / "bench" / "results"
@@ -116,9 +117,20 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         help="`feed`: only the transaction feed (the docs are not rewritten from a part run)",
     )
     parser.add_argument(
+        "--feed-from",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="take the transaction feed's figures from an earlier `--scenarios feed` run's "
+        "results (e.g. bench/results/feed.json) instead of running it again; the report "
+        "names that run",
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep the sandbox's and service's logs"
     )
     args = parser.parse_args(argv)
+    if args.feed_from is not None and (args.scenarios != "all" or not args.feed_from.is_file()):
+        parser.error("--feed-from needs a results file and a whole run (--scenarios all)")
     if args.jitter < 0:
         parser.error("--jitter must not be negative")
     config = BenchConfig(
@@ -128,5 +140,6 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         keep_logs=args.keep_logs,
         scenarios=args.scenarios,
         write_docs=args.scenarios == "all",
+        feed_from=args.feed_from,
     )
     return config.quick() if args.quick else config

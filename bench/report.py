@@ -513,9 +513,22 @@ def feed_section(results: dict[str, Any], chart_name: str) -> list[str]:
     if not feed:
         return []
     cli, api, push, sdk = feed["ingest_cli"], feed["ingest_api"], feed["push"], feed["sdk_baseline"]
+    earlier = results.get("feed_run")
+    source = (
+        [
+            f"_These figures are from the feed-only run of {earlier['date_utc']} on commit "
+            f"`{str(earlier.get('git_commit') or '')[:7]}` (`python -m bench --scenarios feed`), "
+            "taken into this report with `--feed-from`; the machine section above is this "
+            "run's._",
+            "",
+        ]
+        if earlier
+        else []
+    )
     out = [
         "## Transaction feed",
         "",
+        *source,
         f"{feed['accounts']:,} connected accounts ({feed['seed_seconds']:.0f} s to connect them "
         "in the sandbox through its Link and QuickBooks pages, and to COPY the service's rows); "
         "the sandbox sends webhooks to the service; the push job runs in `bankfeeds worker`, "

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bench.config import ROOT
 from bench.feed import push_calls, throughput_series
 from bench.feed_data import floor_seconds, minimum_calls, transactions
 from bench.targets import feed_targets
@@ -93,3 +94,22 @@ def test_feed_targets_are_met_only_within_their_limits() -> None:
         "feed_push_calls"
     ] is False
     assert all(t.met is None for t in feed_targets({}))
+
+
+def test_a_report_taking_an_earlier_feed_run_names_that_run(tmp_path: Any) -> None:
+    import json
+
+    from bench.config import parse_args
+    from bench.report import feed_section
+
+    earlier = json.loads((ROOT / "bench" / "results" / "feed.json").read_text())
+    section = "\n".join(feed_section({"feed": earlier["feed"]}, "feed-push.png"))
+    assert "feed-only run of" not in section
+    taken = {"feed": earlier["feed"], "feed_run": earlier["run"]}
+    section = "\n".join(feed_section(taken, "feed-push.png"))
+    assert f"feed-only run of {earlier['run']['date_utc']}" in section
+    assert earlier["run"]["git_commit"][:7] in section
+    with pytest.raises(SystemExit):
+        parse_args(["--feed-from", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit):
+        parse_args(["--scenarios", "feed", "--feed-from", str(ROOT / "bench/results/feed.json")])
