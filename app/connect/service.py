@@ -453,9 +453,10 @@ class ConnectService:
 
     def _safe_link(self, connection: Connection) -> str:
         link = connection.link_url or ""
-        parts = urlsplit(link)
+        parts = urlsplit(link)  # which drops tabs and newlines a browser would also drop
         if (
-            parts.scheme not in ("https", "http")
+            not _printable_ascii(link)  # what is checked is then exactly what is sent
+            or parts.scheme not in ("https", "http")
             or (parts.hostname or "").lower() not in self.allowed_link_hosts
             or not _port_is_valid(link)
         ):
@@ -524,6 +525,11 @@ class ClickLimit:
 class _Lease:
     owner: str
     released: bool = False
+
+
+def _printable_ascii(text: str) -> bool:
+    """No space, no control character, nothing outside ASCII: as a URL Codat gives is."""
+    return all("!" <= c <= "~" for c in text)
 
 
 def _port_is_valid(link: str) -> bool:

@@ -363,3 +363,19 @@ async def test_link_to_a_foreign_host_is_never_followed(
     assert response.status_code == 502
     assert "location" not in response.headers
     assert "evil.example.test" not in response.text
+
+
+@pytest.mark.parametrize("blank", ["\t", "\n", " ", "\x7f"])
+async def test_a_link_with_a_blank_or_a_control_character_is_never_followed(
+    faulty: tuple[Service, FaultyCodat], blank: str
+) -> None:
+    """A browser drops a tab or a newline in a URL, and so does `urlsplit`: the host checked
+    would not be the Location sent, so such a link is refused."""
+    service, transport = faulty
+    await add_customer(service.sessions)
+    first = await click(service)
+    assert first.status_code == 302
+    transport.rewrite_link_host = f"{urlsplit(first.headers['location']).hostname}{blank}"
+    response = await click(service)
+    assert response.status_code == 502
+    assert "location" not in response.headers
