@@ -4,13 +4,14 @@ import-transactions, doctor, worker, codat."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
 from app.codat_setup import register as register_codat
 from app.customers.cli import register_import
 from app.doctor import register as register_doctor
-from app.settings import ConfigurationError, load_settings
+from app.settings import ConfigurationError, Settings, load_settings
 from app.transactions.cli import register as register_import_transactions
 from app.worker import register as register_worker
 
@@ -24,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     settings.check()
+    workers = serve_workers(settings, args.workers)
     if args.migrate:
         from app.migrate import upgrade
 
@@ -38,18 +40,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if settings.sandbox_mode:
         print(f"Demo host app: {settings.public_base_url}/", file=sys.stderr)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
+    options = {
+        "host": args.host,
+        "port": args.port,
         # The app reads X-Forwarded-* itself, only from FORWARDED_ALLOW_IPS (app/main.py).
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each worker process builds the app from the same environment.
+        uvicorn.run("app.main:app_factory", factory=True, workers=workers, **options)
     return 0
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def serve_workers(settings: Settings, requested: int | None) -> int:
+    """How many processes serve HTTP: `--workers`, else one per core. The built-in sandbox
+    lives in one process's memory (a worker each would be a Codat each), and SQLite takes one
+    writer at a time: with either, one process, and more are refused."""
+    single = settings.sandbox_mode or settings.is_sqlite
+    if requested is None:
+        return 1 if single else cpu_cores()
+    if requested < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if requested > 1 and settings.sandbox_mode:
+        raise ConfigurationError(
+            "--workers above 1 needs CODAT_API_KEY: the built-in Codat sandbox lives in one process"
+        )
+    if requested > 1 and settings.is_sqlite:
+        raise ConfigurationError("--workers above 1 needs Postgres (DATABASE_URL)")
+    return requested
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -96,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes serving HTTP (default: one per core; 1 with SQLite or the sandbox)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")

@@ -25,7 +25,7 @@ T = TypeVar("T")
 def provided(kind: type[T]) -> Any:
     """A dependency on the process's one `kind` (its services, settings or Codat client)."""
 
-    def dependency(request: Request) -> T:
+    async def dependency(request: Request) -> T:  # a plain def would run on a thread
         found: T = request.app.state.services.provide(kind)
         return found
 

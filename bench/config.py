@@ -24,6 +24,13 @@ class BenchConfig:
     level_seconds: float = 8.0
     level_max_requests: int = 4000
     warmup_requests_per_worker: int = 2
+    # the service's and the reference's CPU with no click, taken off each click's
+    idle_seconds: float = 5.0
+    # where the click's CPU goes: py-spy over this many returning and first clicks
+    profile_clicks: int = 600
+    # clicks per second per core: each concurrency level of the sweep, this long
+    capacity_seconds: float = 4.0
+    profile_first_clicks: int = 30
     # ops status on a populated database
     ops_customers: int = 10_000
     ops_accounts_per_customer: int = 5
@@ -53,6 +60,9 @@ class BenchConfig:
             customers_per_count=2,
             returning_customers=10,
             level_seconds=2.0,
+            profile_clicks=150,
+            capacity_seconds=1.5,
+            profile_first_clicks=8,
             ops_customers=1_000,
             ops_requests=50,
             console_requests=30,

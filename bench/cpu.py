@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +39,36 @@ def scheduler_seconds(pid: int) -> tuple[float, float]:
         running += int(on_cpu)
         waiting += int(on_queue)
     return running / 1e9, waiting / 1e9
+
+
+def descendants(pid: int) -> list[int]:
+    """The process's children, their children, and so on (uvicorn's workers)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(os.scandir(f"/proc/{parent}/task"))
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in Path(task.path, "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
+
+
+def tree_scheduler_seconds(pid: int) -> tuple[float, float]:
+    """`scheduler_seconds` of the process and all its descendants, summed."""
+    running = waiting = 0.0
+    for each in (pid, *descendants(pid)):
+        on_cpu, on_queue = scheduler_seconds(each)
+        running += on_cpu
+        waiting += on_queue
+    return running, waiting
 
 
 def postgres_cpu_seconds(database: str) -> float:
@@ -83,13 +114,28 @@ class CpuSnapshot:
 
 
 class CpuMeter:
+    """The service is its process tree: with `--workers N`, the workers are its children."""
+
     def __init__(self, service_pid: int, sandbox_pid: int, database: str) -> None:
         self.service_pid = service_pid
         self.sandbox_pid = sandbox_pid
         self.database = database
+        # What the server spends with no request at all (its background jobs' polling), per
+        # second of wall time; set by `measure_idle`, subtracted by `net_ms_per_request`.
+        self.idle_ms_per_second: float | None = None
+
+    async def measure_idle(self, seconds: float) -> float:
+        """The server's CPU per second while nobody calls it."""
+        before = self.snapshot()
+        await asyncio.sleep(seconds)
+        after = self.snapshot()
+        self.idle_ms_per_second = round(
+            1000 * (after.service - before.service) / max(after.at - before.at, 1e-9), 3
+        )
+        return self.idle_ms_per_second
 
     def snapshot(self) -> CpuSnapshot:
-        service, service_waiting = scheduler_seconds(self.service_pid)
+        service, service_waiting = tree_scheduler_seconds(self.service_pid)
         return CpuSnapshot(
             at=time.monotonic(),
             service=service,
@@ -111,3 +157,14 @@ class CpuMeter:
         ours = sum(shares[n] for n in ("service", "sandbox", "harness", "postgres"))
         shares["other"] = max(0.0, shares["machine"] - ours)
         return {name: round(value, 1) for name, value in shares.items()}
+
+
+def net_ms_per_request(
+    spent_seconds: float, wall_seconds: float, requests: int, idle_ms_per_second: float
+) -> float | None:
+    """CPU per request less what the server would have spent idle meanwhile; None without a
+    request. Never below zero: idle work may pause while requests are served."""
+    if requests <= 0:
+        return None
+    net_ms = spent_seconds * 1000 - idle_ms_per_second * wall_seconds
+    return round(max(0.0, net_ms) / requests, 2)

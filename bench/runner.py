@@ -15,13 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import capacity
 from bench.config import ROOT, BenchConfig, parse_args
 from bench.console import console_pages
 from bench.cpu import machine_busy_seconds
-from bench.journeys import first_connect, returning
+from bench.journeys import first_connect, profile_clicks, returning
 from bench.machine import git_info, machine_info, postgres_version, utc_now
 from bench.ops import OpsApiMissing, bulk_import, ops_status, require_ops_api
-from bench.stack import BenchFailure, running_stack
+from bench.stack import BenchFailure, Stack, running_stack
 from bench.targets import as_json, evaluate
 
 
@@ -52,6 +53,17 @@ async def _machine_busy_percent(seconds: float) -> float:
     return round(100 * (machine_busy_seconds() - before) / seconds, 1)
 
 
+async def click_scenarios(stack: Stack, results: dict[str, Any], clock: Clock) -> None:
+    """The returning click beside the reference implementation, clicks per second per core,
+    and where the click's CPU goes."""
+    clock.phase("returning customers, the sandbox round trip and the reference click")
+    results["returning"] = await returning(stack)
+    clock.phase("clicks per second per core: one worker, then one per core")
+    results["capacity"] = await capacity(stack)
+    clock.phase("where the click's CPU goes (py-spy)")
+    results["click_profile"] = await profile_clicks(stack)
+
+
 async def collect(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str, Any]:
     results: dict[str, Any] = {
         "run": {"date_utc": utc_now(), **git_info()},
@@ -74,8 +86,7 @@ async def collect(config: BenchConfig, log_dir: Path, clock: Clock) -> dict[str,
         results["settings"]["sandbox_launcher"] = stack.sandbox_launcher
         clock.phase("first connect: ours and the SDK baseline")
         results["first_connect"] = await first_connect(stack)
-        clock.phase("returning customers and the sandbox round trip")
-        results["returning"] = await returning(stack)
+        await click_scenarios(stack, results, clock)
         try:
             await require_ops_api(stack)
         except OpsApiMissing as exc:

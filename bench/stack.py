@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +18,7 @@ import httpx
 
 from app.connect.tokens import mint_connect_token
 from bench.config import BenchConfig
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, net_ms_per_request
 from bench.load import LoadResult, Request, closed_loop
 from bench.processes import (
     BenchFailure,
@@ -32,6 +34,7 @@ from bench.rss import RssMonitor
 from bench.stats import calls_in_turn
 
 OTP_LIFETIME_SECONDS = 3600
+STARTED = "Application startup complete."  # uvicorn's line, once per worker
 
 
 UNBINDING_DAILY_QUOTA = 100_000_000
@@ -68,13 +71,17 @@ class Stack:
     service: Child
     sandbox: Child
     sandbox_launcher: str
+    reference: Child  # bench/reference.py: the returning click at its simplest
     http: httpx.AsyncClient  # to the service, as a browser or an ops tool would call it
     codat: httpx.AsyncClient  # straight to the sandbox, with the API key
     rss: RssMonitor
     cpu: CpuMeter
+    reference_cpu: CpuMeter  # its `service` is the reference process
     # One client (one connection) per load-generator worker: see `bench.load.closed_loop`.
     browsers: list[httpx.AsyncClient]
     codat_workers: list[httpx.AsyncClient]
+    reference_browsers: list[httpx.AsyncClient]
+    log_dir: Path
     env: dict[str, str] = field(default_factory=dict)  # the service's, for `bankfeeds` commands
 
     def connect_token(self, customer_id: str) -> str:
@@ -117,27 +124,102 @@ class Stack:
         await self.reset_codat_log()
 
     async def measure(
-        self, request: Request, concurrency: int, seconds: float, max_requests: int
+        self,
+        request: Request,
+        concurrency: int,
+        seconds: float,
+        max_requests: int,
+        meter: CpuMeter | None = None,
     ) -> tuple[LoadResult, dict[str, Any]]:
-        """A closed loop, with the CPU each process used meanwhile, per request."""
-        before = self.cpu.snapshot()
-        result = await closed_loop(request, concurrency, seconds, max_requests)
-        after = self.cpu.snapshot()
-        cpu: dict[str, Any] = {"percent_of_one_core": self.cpu.usage(before, after)}
-        if result.completed:
-            for key, name in (
-                ("service_ms_per_request", "service"),
-                ("service_runqueue_wait_ms_per_request", "service_waiting"),
-                ("postgres_ms_per_request", "postgres"),
-            ):
-                spent = getattr(after, name) - getattr(before, name)
-                cpu[key] = round(spent * 1000 / result.completed, 2)
-        return result, cpu
+        """A closed loop, with the CPU each process used meanwhile, per request; `meter`
+        names the server measured (the service by default)."""
+        return await measure(meter or self.cpu, request, concurrency, seconds, max_requests)
 
     def check_alive(self) -> None:
-        for child in (self.sandbox, self.service):
+        for child in (self.sandbox, self.service, self.reference):
             if not child.alive():
                 raise BenchFailure(f"{child.name} died:\n{child.tail()}")
+
+
+async def measure(
+    meter: CpuMeter, request: Request, concurrency: int, seconds: float, max_requests: int
+) -> tuple[LoadResult, dict[str, Any]]:
+    before = meter.snapshot()
+    result = await closed_loop(request, concurrency, seconds, max_requests)
+    after = meter.snapshot()
+    cpu: dict[str, Any] = {"percent_of_one_core": meter.usage(before, after)}
+    if result.completed:
+        for key, name in (
+            ("service_ms_per_request", "service"),
+            ("service_runqueue_wait_ms_per_request", "service_waiting"),
+            ("postgres_ms_per_request", "postgres"),
+        ):
+            spent = getattr(after, name) - getattr(before, name)
+            cpu[key] = round(spent * 1000 / result.completed, 2)
+        if meter.idle_ms_per_second is not None:
+            cpu["service_net_ms_per_request"] = net_ms_per_request(
+                after.service - before.service,
+                after.at - before.at,
+                result.completed,
+                meter.idle_ms_per_second,
+            )
+    return result, cpu
+
+
+def browser(base_url: str, connections: int = 1) -> httpx.AsyncClient:
+    """A client as a browser is: redirects not followed, its own connections."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=httpx.Timeout(30.0, connect=5.0),
+    )
+
+
+@dataclass
+class Server:
+    """A further server process for a scenario: its URL, its CPU and one browser per worker."""
+
+    child: Child
+    url: str
+    cpu: CpuMeter
+    browsers: list[httpx.AsyncClient]
+
+
+@contextlib.asynccontextmanager
+async def service_with_workers(stack: Stack, workers: int) -> AsyncIterator[Server]:
+    """`bankfeeds serve --workers N` beside the stack's service, on the same database and
+    sandbox; stopped on the way out."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    env = {**stack.env, "PUBLIC_BASE_URL": url}
+    child = Child(
+        f"service-{workers}-workers", [*argv, "--workers", str(workers)], env, stack.log_dir
+    )
+    try:
+        # Each worker imports and starts the whole service: slow on a busy machine. The first
+        # one up answers the health check; the others may still be starting.
+        await wait_healthy(url + "/healthz", child, within=120.0)
+        await _all_started(child, workers, within=120.0)
+        async with contextlib.AsyncExitStack() as clients:
+            browsers = [
+                await clients.enter_async_context(browser(url)) for _ in range(len(stack.browsers))
+            ]
+            yield Server(
+                child, url, CpuMeter(child.pid, stack.sandbox.pid, stack.config.database), browsers
+            )
+    finally:
+        child.stop()
+
+
+async def _all_started(child: Child, workers: int, within: float) -> None:
+    """Every worker has logged its start-up; until then the CPU of the tree includes imports."""
+    deadline = time.monotonic() + within
+    while child.log_path.read_text(errors="replace").count(STARTED) < workers:
+        if not child.alive() or time.monotonic() > deadline:
+            raise BenchFailure(f"{child.name}: not every worker started:\n{child.tail()}")
+        await asyncio.sleep(0.2)
 
 
 def _sandbox_command(
@@ -159,7 +241,7 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
     """Database, sandbox and service up; everything stopped and dropped on the way out."""
     keys = Secrets.generate()
     db_dsn = f"postgresql://postgres@127.0.0.1:5432/{config.database}"
-    sandbox_port, service_port = free_port(), free_port()
+    sandbox_port, service_port, reference_port = free_port(), free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     service_url = f"http://127.0.0.1:{service_port}"
     env = python_env(
@@ -193,13 +275,37 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
         run_cli(["migrate"], env)
         service = Child(
             "service",
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(service_port)],
+            # One worker: the scenarios measure one process; `capacity` adds --workers N.
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--port",
+                str(service_port),
+                "--workers",
+                "1",
+            ],
             env,
             log_dir,
         )
         children.append(service)
+        reference_url = f"http://127.0.0.1:{reference_port}"
+        reference = Child(
+            "reference",
+            [sys.executable, "-m", "bench.reference", "--port", str(reference_port)],
+            python_env(
+                DATABASE_URL=env["DATABASE_URL"],
+                CONNECT_TOKEN_SECRET=keys.connect_token_secret,
+                CODAT_BASE_URL=sandbox_url,
+                CODAT_API_KEY=keys.codat_api_key,
+            ),
+            log_dir,
+        )
+        children.append(reference)
         await wait_healthy(sandbox_url + "/_sandbox/calls", sandbox)
         await wait_healthy(service_url + "/healthz", service)
+        await wait_healthy(reference_url + "/healthz", reference)
         auth = {"Authorization": "Basic " + b64(keys.codat_api_key)}
         workers = max(config.concurrency_levels)
 
@@ -231,11 +337,15 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
             service,
             sandbox,
             launcher,
+            reference,
             http=await client(service_url, {}, 20),
             codat=await client(sandbox_url, auth, 20),
             rss=RssMonitor(service.pid),
             cpu=CpuMeter(service.pid, sandbox.pid, config.database),
+            reference_cpu=CpuMeter(reference.pid, sandbox.pid, config.database),
             browsers=[await client(service_url, {}, 1) for _ in range(workers)],
             codat_workers=[await client(sandbox_url, auth, 1) for _ in range(workers)],
+            reference_browsers=[await client(reference_url, {}, 1) for _ in range(workers)],
+            log_dir=log_dir,
             env=dict(env),
         )

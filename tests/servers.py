@@ -105,12 +105,18 @@ def _spawn(
 
 @contextmanager
 def run_service(
-    database_url: str, workdir: Path, *, port: int | None = None, **extra_env: str
+    database_url: str,
+    workdir: Path,
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    **extra_env: str,
 ) -> Iterator[Process]:
-    """`bankfeeds serve --migrate` in its own process; stopped on exit."""
+    """`bankfeeds serve --migrate` in its own process (and `workers` worker processes: one
+    unless a test is about more); stopped on exit."""
     port = port or free_port()
     with _spawn(
-        ["serve", "--migrate", "--port", str(port)],
+        ["serve", "--migrate", "--port", str(port), "--workers", str(workers)],
         workdir,
         port,
         "service",

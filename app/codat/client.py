@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import contextvars
+import functools
 import logging
 import random
 import re
@@ -454,7 +455,7 @@ class CodatClient:
             if not isinstance(exc.body, list):
                 raise
             try:
-                return TypeAdapter(list[BatchItem]).validate_python(exc.body)
+                return _adapter(list[BatchItem]).validate_python(exc.body)
             except ValueError:
                 raise CodatUnexpectedResponse(
                     f"POST {path}: a 409 the service cannot read", status=409
@@ -599,10 +600,16 @@ def _header_int(response: httpx.Response, name: str) -> int | None:
         return None
 
 
+@functools.cache
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    """Building a validator costs more than a call to Codat's CPU: one per model, kept."""
+    return TypeAdapter(model)
+
+
 def _read(model: Any, method: str, path: str, response: httpx.Response) -> Any:
     """The parts of an answer the service uses; anything unreadable is Codat's error, not ours."""
     try:
-        return TypeAdapter(model).validate_python(response.json())
+        return _adapter(model).validate_python(response.json())
     except ValueError as exc:  # not JSON, or without what we need (pydantic's errors included)
         body: Any = None
         with contextlib.suppress(ValueError):

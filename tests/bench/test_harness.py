@@ -189,7 +189,7 @@ def test_targets_are_met_missed_or_not_measured() -> None:
     verdicts = {t.key: t.met for t in evaluate(_results())}
     assert verdicts["first_connect"] is True  # 166 <= 3 x 52 + 20
     assert verdicts["returning_p50"] is True  # 55 <= 52 + 5
-    assert verdicts["returning_p99_overhead"] is False  # 30 > 15
+    assert verdicts["returning_p99_overhead"] is None  # kept as a measured row, no limit
     assert verdicts["sdk_speedup"] is False  # 680 / 166 < 5
     assert verdicts["ops_page_p99"] is None
     assert verdicts["bulk_import"] is None
