@@ -315,7 +315,8 @@ class ConnectService:
             customer = await self._eligible_customer(session, customer_id)
             feed = customer.bank_feed
             assert feed is not None  # the lease created it
-            await session.commit()  # no transaction stays open across a Codat call
+            # No transaction stays open across a Codat call: each step commits before its
+            # first call, so the read above shares the transaction of the first write.
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
             previous = feed.connection_id
             try:
@@ -353,6 +354,7 @@ class ConnectService:
     ) -> str:
         if feed.company_requested_at is not None:
             # An earlier attempt may have created it and lost the answer: adopt, never duplicate.
+            await session.commit()
             found = await self.codat.find_companies_by_tag(CUSTOMER_TAG, customer.id)
             if found:
                 company = min(found, key=lambda c: (c.created is None, c.created, c.id))
@@ -388,6 +390,7 @@ class ConnectService:
     async def _ensure_connection(
         self, session: AsyncSession, feed: BankFeed, company_id: str
     ) -> Connection:
+        await session.commit()  # before a Codat call; nothing is open on a first click
         if feed.connection_id is not None:
             current = await self._get_connection(company_id, feed.connection_id)
             if current is not None:
