@@ -71,8 +71,8 @@ async def get_customer_with_accounts(session: AsyncSession, customer_id: str) ->
         select(Customer)
         .where(Customer.id == customer_id)
         .options(
-            selectinload(Customer.source_accounts),
-            # one row per connection, in the customer's own query: a short history
+            # One query: a row per account and connection (a customer's few of each).
+            joinedload(Customer.source_accounts),
             joinedload(Customer.bank_feed).joinedload(BankFeed.connections),
         )
         .execution_options(populate_existing=True)
