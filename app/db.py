@@ -119,12 +119,17 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             raise
 
 
-def insert_ignore(dialect_name: str, model: type[Base], values: dict[str, Any]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING on either database."""
+def dialect_insert(dialect_name: str, model: type[Base]) -> Any:
+    """The database's own INSERT, with its ON CONFLICT clauses."""
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(model).values(**values).on_conflict_do_nothing()
+        return pg_insert(model)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(model).values(**values).on_conflict_do_nothing()
+    return sqlite_insert(model)
+
+
+def insert_ignore(dialect_name: str, model: type[Base], values: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on either database."""
+    return dialect_insert(dialect_name, model).values(**values).on_conflict_do_nothing()

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.bank_feeds.statuses import LINKED
-from app.db import insert_ignore, utcnow
+from app.db import dialect_insert, utcnow
 from app.models import BankFeed, BankFeedConnection, Customer, SourceAccount
 
 
@@ -71,12 +71,13 @@ async def get_customer_with_accounts(session: AsyncSession, customer_id: str) ->
         select(Customer)
         .where(Customer.id == customer_id)
         .options(
-            selectinload(Customer.source_accounts),
-            selectinload(Customer.bank_feed).selectinload(BankFeed.connections),
+            # One query: a row per account and connection (a customer's few of each).
+            joinedload(Customer.source_accounts),
+            joinedload(Customer.bank_feed).joinedload(BankFeed.connections),
         )
         .execution_options(populate_existing=True)
     )
-    return result.scalar_one_or_none()
+    return result.unique().scalar_one_or_none()
 
 
 @dataclass
@@ -112,29 +113,26 @@ async def try_lease(
     With `click`, it also records the click: the reconciler watches a fresh one closely.
     """
     now = utcnow()
-    dialect = session.get_bind().dialect.name
-    await session.execute(
-        insert_ignore(
-            dialect, BankFeed, {"customer_id": customer_id, "created_at": now, "updated_at": now}
-        )
-    )
-    result = await session.execute(
-        update(BankFeed)
-        .where(
-            BankFeed.customer_id == customer_id,
-            or_(
+    taken = {
+        "lock_owner": owner,
+        "locked_until": now + ttl,
+        **({"last_click_at": now, "next_reconcile_at": None} if click else {}),
+    }
+    # One statement: the feed row made with the lease, or the lease taken if free or expired.
+    statement = (
+        dialect_insert(session.get_bind().dialect.name, BankFeed)
+        .values(customer_id=customer_id, created_at=now, updated_at=now, **taken)
+        .on_conflict_do_update(
+            index_elements=[BankFeed.customer_id],
+            set_={**taken, "updated_at": now},
+            where=or_(
                 BankFeed.locked_until.is_(None),
                 BankFeed.locked_until < now,
                 BankFeed.lock_owner == owner,
             ),
         )
-        .values(
-            lock_owner=owner,
-            locked_until=now + ttl,
-            **({"last_click_at": now, "next_reconcile_at": None} if click else {}),
-        )
-        .execution_options(synchronize_session=False)
     )
+    result = await session.execute(statement, execution_options={"synchronize_session": False})
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 

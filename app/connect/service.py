@@ -138,9 +138,9 @@ class ConnectService:
             )
         if claims.jti is None:  # reusable tokens (CONNECT_REUSABLE_TOKENS)
             return await self.connect(claims.customer_id)
-        held_since = await self._hold(claims)
+        held_since, state = await self._hold(claims)
         try:
-            link = await self.connect(claims.customer_id)
+            link = await self.connect(claims.customer_id, state)
         except BaseException:
             await asyncio.shield(self._let_go(claims.jti, held_since))
             raise
@@ -148,16 +148,17 @@ class ConnectService:
         await self.prune_spent()
         return link
 
-    async def _hold(self, claims: ConnectClaims) -> datetime:
-        """Hold the token's jti for this click. A spent token is refused; while another click
-        holds it, this one waits for its outcome: spent (refused) or let go (held here)."""
+    async def _hold(self, claims: ConnectClaims) -> tuple[datetime, feeds.ClickState | None]:
+        """Hold the token's jti for this click, and read the customer's click state in the
+        same transaction. A spent token is refused; while another click holds it, this one
+        waits for its outcome: spent (refused) or let go (held here)."""
         assert claims.jti is not None
         deadline = time.monotonic() + HOLD_WAIT_SECONDS
         delay = 0.02
         while True:
-            held_since = await self._try_hold(claims)
-            if held_since is not None:
-                return held_since
+            held = await self._try_hold(claims)
+            if held is not None:
+                return held
             if time.monotonic() + delay > deadline:
                 raise Busy(
                     "This link is at work in another click.",
@@ -167,8 +168,11 @@ class ConnectService:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
-    async def _try_hold(self, claims: ConnectClaims) -> datetime | None:
-        """The time this click holds the jti from; None while another click holds it."""
+    async def _try_hold(
+        self, claims: ConnectClaims
+    ) -> tuple[datetime, feeds.ClickState | None] | None:
+        """The time this click holds the jti from, with the click state read in the hold's
+        transaction; None while another click holds it."""
         assert claims.jti is not None
         now = utcnow()
         async with self.sessions() as session:
@@ -181,8 +185,9 @@ class ConnectService:
                 )
             )
             try:
+                state = await feeds.get_click_state(session, claims.customer_id)  # flushes
                 await session.commit()
-                return now
+                return now, state
             except IntegrityError:
                 await session.rollback()
             row = await session.get(UsedConnectToken, claims.jti, populate_existing=True)
@@ -202,8 +207,12 @@ class ConnectService:
                 )
                 .values(used_at=now)
             )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                await session.commit()
+                return None
+            state = await feeds.get_click_state(session, claims.customer_id)
             await session.commit()
-            return now if taken.rowcount == 1 else None  # type: ignore[attr-defined]
+            return now, state
 
     async def _spend(self, jti: str, held_since: datetime) -> None:
         """The redirect is issued: the token is spent, committed before the answer."""
@@ -243,10 +252,12 @@ class ConnectService:
             await session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def connect(self, customer_id: str) -> str:
-        """Return a Link URL fetched from Codat during this call."""
-        async with self.sessions() as session:
-            state = await feeds.get_click_state(session, customer_id)
+    async def connect(self, customer_id: str, state: feeds.ClickState | None = None) -> str:
+        """Return a Link URL fetched from Codat during this call; `state`, when given, was read
+        by this click a moment ago."""
+        if state is None:
+            async with self.sessions() as session:
+                state = await feeds.get_click_state(session, customer_id)
         _check_eligible(
             customer_id, state.country if state else None, len(state.accounts) if state else 0
         )
@@ -315,7 +326,8 @@ class ConnectService:
             customer = await self._eligible_customer(session, customer_id)
             feed = customer.bank_feed
             assert feed is not None  # the lease created it
-            await session.commit()  # no transaction stays open across a Codat call
+            # No transaction stays open across a Codat call: each step commits before its
+            # first call, so the read above shares the transaction of the first write.
             company_id = feed.company_id or await self._ensure_company(session, customer, feed)
             previous = feed.connection_id
             try:
@@ -353,6 +365,7 @@ class ConnectService:
     ) -> str:
         if feed.company_requested_at is not None:
             # An earlier attempt may have created it and lost the answer: adopt, never duplicate.
+            await session.commit()
             found = await self.codat.find_companies_by_tag(CUSTOMER_TAG, customer.id)
             if found:
                 company = min(found, key=lambda c: (c.created is None, c.created, c.id))
@@ -388,6 +401,7 @@ class ConnectService:
     async def _ensure_connection(
         self, session: AsyncSession, feed: BankFeed, company_id: str
     ) -> Connection:
+        await session.commit()  # before a Codat call; nothing is open on a first click
         if feed.connection_id is not None:
             current = await self._get_connection(company_id, feed.connection_id)
             if current is not None:

@@ -168,8 +168,12 @@ async def _lock_state(session: AsyncSession, customer_id: str) -> CustomerEventS
         dialect = session.get_bind().dialect.name
         now = utcnow()
         values = {"customer_id": customer_id, "accounts": {}, "updated_at": now}
-        await session.execute(insert_ignore(dialect, CustomerEventState, values))
-        state = (await session.execute(query)).scalar_one()
+        # The row this transaction inserts is its own until it commits; only when another
+        # transaction made it first is it read, and locked, again.
+        made = await session.scalars(
+            insert_ignore(dialect, CustomerEventState, values).returning(CustomerEventState)
+        )
+        state = made.one_or_none() or (await session.execute(query)).scalar_one()
     return state
 
 

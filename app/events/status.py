@@ -66,23 +66,25 @@ class Facts:
 
 
 async def current_facts(session: AsyncSession, customer_id: str) -> Facts:
-    """The statuses in the database now, this transaction's changes included."""
-    feed = (
+    """The statuses in the database now, this transaction's changes included: one query."""
+    rows = (
         await session.execute(
-            select(BankFeed.connection_id, BankFeed.connection_status).where(
-                BankFeed.customer_id == customer_id
+            select(
+                BankFeed.connection_id,
+                BankFeed.connection_status,
+                SourceAccount.id,
+                account_status_sql(),
             )
+            .select_from(Customer)
+            .outerjoin(BankFeed, BankFeed.customer_id == Customer.id)
+            .outerjoin(SourceAccount, SourceAccount.customer_id == Customer.id)
+            .where(Customer.id == customer_id)
         )
-    ).one_or_none()
-    rows = await session.execute(
-        select(SourceAccount.id, account_status_sql()).where(
-            SourceAccount.customer_id == customer_id
-        )
-    )
-    accounts = {account_id: status for account_id, status in rows}
-    if feed is None:
-        return Facts(accounts=accounts)
-    return Facts(feed.connection_id, feed.connection_status, accounts)
+    ).all()
+    if not rows:
+        return Facts()
+    accounts = {row[2]: row[3] for row in rows if row[2] is not None}
+    return Facts(rows[0][0], rows[0][1], accounts)
 
 
 async def customer_status(session: AsyncSession, customer_id: str) -> ConnectionStatus | None:
