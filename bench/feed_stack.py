@@ -24,7 +24,7 @@ from bench.processes import (
     run_cli,
     wait_healthy,
 )
-from bench.stack import UNBINDING_DAILY_QUOTA, Secrets, b64
+from bench.stack import UNBINDING_DAILY_QUOTA, Secrets, b64, service_env
 
 CONCURRENCY_LIMIT = 10  # Codat's, per company
 
@@ -70,17 +70,11 @@ async def running_feed_stack(config: BenchConfig, log_dir: Path) -> AsyncIterato
     sandbox_port, service_port = free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     service_url = f"http://127.0.0.1:{service_port}"
-    env = python_env(
-        DATABASE_URL=db_dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
-        CODAT_API_KEY=keys.codat_api_key,
-        CODAT_BASE_URL=sandbox_url,
-        CODAT_LINK_HOSTS="127.0.0.1",
-        PUBLIC_BASE_URL=service_url,
-        CONNECT_TOKEN_SECRET=keys.connect_token_secret,
-        OPS_API_TOKEN=keys.ops_api_token,
-        CODAT_WEBHOOK_SECRET=keys.codat_webhook_secret,
-        RECONCILER_ENABLED="false",
-        APP_ENV="development",
+    env = service_env(
+        keys,
+        db_dsn,
+        sandbox_url,
+        service_url,
         BACKGROUND_WORKERS="off",  # the web process only takes requests and webhooks
         TRANSACTIONS_PUSH_DELAY_SECONDS="0",
         TRANSACTIONS_PUSH_CONCURRENCY=str(config.feed_push_concurrency),

@@ -236,15 +236,12 @@ def _sandbox_command(
     return [sys.executable, "-m", "bench.sandbox", *flags], "python -m bench.sandbox (shim)"
 
 
-@contextlib.asynccontextmanager
-async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Stack]:
-    """Database, sandbox and service up; everything stopped and dropped on the way out."""
-    keys = Secrets.generate()
-    db_dsn = f"postgresql://postgres@127.0.0.1:5432/{config.database}"
-    sandbox_port, service_port, reference_port = free_port(), free_port(), free_port()
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    service_url = f"http://127.0.0.1:{service_port}"
-    env = python_env(
+def service_env(
+    keys: Secrets, db_dsn: str, sandbox_url: str, service_url: str, **extra: str
+) -> dict[str, str]:
+    """A service process's environment: Postgres, the sandbox as Codat with a real key, the
+    reconciler off; `extra` settings on top."""
+    return python_env(
         DATABASE_URL=db_dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
         CODAT_API_KEY=keys.codat_api_key,
         CODAT_BASE_URL=sandbox_url,
@@ -255,6 +252,23 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
         CODAT_WEBHOOK_SECRET=keys.codat_webhook_secret,
         RECONCILER_ENABLED="false",
         APP_ENV="development",
+        **extra,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Stack]:
+    """Database, sandbox and service up; everything stopped and dropped on the way out."""
+    keys = Secrets.generate()
+    db_dsn = f"postgresql://postgres@127.0.0.1:5432/{config.database}"
+    sandbox_port, service_port, reference_port = free_port(), free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    service_url = f"http://127.0.0.1:{service_port}"
+    env = service_env(
+        keys,
+        db_dsn,
+        sandbox_url,
+        service_url,
         # Returning customers click again and again with one token, faster than a person.
         CONNECT_REUSABLE_TOKENS="true",
         CONNECT_CLICKS_PER_MINUTE="1000000000",
