@@ -144,8 +144,12 @@ async def post_for_account(
         account.customer_id, account.id, status=None, limit=1, after=None
     )
     opening = latest.items[0].balance if latest.items else account.balance
-    # Never past the service's own today: a local date ahead of it would be refused.
-    day = min(local_today(transactions.clock(), country), transactions.today())
+    # Never before the account's feed start date in QuickBooks (QuickBooks takes nothing
+    # older), nor past the service's own today (a local date ahead of it would be refused).
+    day = local_today(transactions.clock(), country)
+    if account.feed_start_date is not None:
+        day = max(day, account.feed_start_date)
+    day = min(day, transactions.today())
     made = todays_transactions(account.id, account.account_type, opening, day, random.Random())
     items = read_items([_item(t) for t in made], transactions.today())
     result = await transactions.ingest(account.customer_id, account.id, items)

@@ -4,12 +4,14 @@ carried on from the last posted, on SQLite and Postgres."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
-from app.models import BankTransaction
+from app.demo.transactions import local_today
+from app.models import BankTransaction, SourceAccount
 from tests.conftest import Service, _truncate, start_service
 
 
@@ -64,3 +66,26 @@ async def test_an_unknown_customer_posts_nothing(demo: Service) -> None:
 
     assert response.status_code == 404
     assert await _stored(demo, "us-bakery-chk") == []
+
+
+async def test_a_post_is_never_dated_before_the_accounts_feed_start_date(demo: Service) -> None:
+    """At 01:00 UTC the business's local date is still yesterday in America, while the feed
+    started today (UTC): the demo posts for the feed's first day, which QuickBooks takes."""
+    clock = demo.sandbox.clock
+    now = clock.now()
+    clock.advance((now + timedelta(days=1)).replace(hour=1, minute=0) - now)
+    today = demo.services.transactions.today()
+    assert local_today(demo.services.transactions.clock(), "US") < today
+    async with demo.sessions() as session:
+        for account in await session.scalars(
+            select(SourceAccount).where(SourceAccount.customer_id == "demo-us-bakery")
+        ):
+            account.feed_start_date = today
+        await session.commit()
+
+    posted = await demo.client.post("/demo/customers/demo-us-bakery/transactions")
+
+    assert posted.status_code == 303
+    rows = await _stored(demo, "us-bakery-chk")
+    assert rows and {row.cleared_on for row in rows} == {today}
+    assert {row.status for row in rows} == {"pending"}
