@@ -110,11 +110,7 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
         f"{results['run']['date_utc']} ({results['run']['git_commit']})",
         fontsize=10,
     )
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    _save_png(fig, path)
 
 
 def render_feed_chart(results: dict[str, Any], path: Path) -> None:
@@ -146,6 +142,10 @@ def render_feed_chart(results: dict[str, Any], path: Path) -> None:
         f"{push['seconds']:.0f} s against a floor of {push['floor_seconds']:.0f} s",
         fontsize=10,
     )
+    _save_png(fig, path)
+
+
+def _save_png(fig: Any, path: Path) -> None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
