@@ -17,14 +17,12 @@ from bench.config import BenchConfig
 from bench.cpu import scheduler_seconds
 from bench.processes import (
     Child,
-    drop_database,
     free_port,
     python_env,
-    recreate_database,
     run_cli,
     wait_healthy,
 )
-from bench.stack import UNBINDING_DAILY_QUOTA, Secrets, b64, service_env
+from bench.stack import UNBINDING_DAILY_QUOTA, Secrets, b64, fresh_database, service_env
 
 CONCURRENCY_LIMIT = 10  # Codat's, per company
 
@@ -82,16 +80,7 @@ async def running_feed_stack(config: BenchConfig, log_dir: Path) -> AsyncIterato
     # A deployed service runs from compiled bytecode; without it every process start would
     # compile the whole app again, and the import command would pay for it in its figures.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    children: list[Child] = []
-    async with contextlib.AsyncExitStack() as cleanup:
-        await recreate_database(config.pg_admin_dsn, config.database)
-        cleanup.push_async_callback(drop_database, config.pg_admin_dsn, config.database)
-
-        def stop_children() -> None:
-            for child in reversed(children):
-                child.stop()
-
-        cleanup.callback(stop_children)
+    async with fresh_database(config) as (cleanup, children):
         flags = [
             "--port", str(sandbox_port), "--api-key", keys.codat_api_key,
             "--public-url", sandbox_url, "--latency-ms", str(config.latency_ms),

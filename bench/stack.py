@@ -236,6 +236,25 @@ def _sandbox_command(
     return [sys.executable, "-m", "bench.sandbox", *flags], "python -m bench.sandbox (shim)"
 
 
+@contextlib.asynccontextmanager
+async def fresh_database(
+    config: BenchConfig,
+) -> AsyncIterator[tuple[contextlib.AsyncExitStack, list[Child]]]:
+    """The bench database made afresh; on the way out the children a run appends are stopped
+    (last first), then the database is dropped, with whatever else was put on the stack."""
+    children: list[Child] = []
+    async with contextlib.AsyncExitStack() as cleanup:
+        await recreate_database(config.pg_admin_dsn, config.database)
+        cleanup.push_async_callback(drop_database, config.pg_admin_dsn, config.database)
+
+        def stop_children() -> None:
+            for child in reversed(children):
+                child.stop()
+
+        cleanup.callback(stop_children)
+        yield cleanup, children
+
+
 def service_env(
     keys: Secrets, db_dsn: str, sandbox_url: str, service_url: str, **extra: str
 ) -> dict[str, str]:
@@ -273,16 +292,7 @@ async def running_stack(config: BenchConfig, log_dir: Path) -> AsyncIterator[Sta
         CONNECT_REUSABLE_TOKENS="true",
         CONNECT_CLICKS_PER_MINUTE="1000000000",
     )
-    children: list[Child] = []
-    async with contextlib.AsyncExitStack() as cleanup:
-        await recreate_database(config.pg_admin_dsn, config.database)
-        cleanup.push_async_callback(drop_database, config.pg_admin_dsn, config.database)
-
-        def stop_children() -> None:
-            for child in reversed(children):
-                child.stop()
-
-        cleanup.callback(stop_children)
+    async with fresh_database(config) as (cleanup, children):
         argv, launcher = _sandbox_command(config, sandbox_port, keys.codat_api_key, sandbox_url)
         sandbox = Child("sandbox", argv, python_env(), log_dir)
         children.append(sandbox)
